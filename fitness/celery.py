@@ -1,0 +1,24 @@
+"""The one Celery application. Workers run `celery -A fitness worker -Q <queues>`."""
+
+import os
+
+from celery import Celery
+
+from fitness import topology
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
+
+app = Celery("fitness")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_queues=topology.celery_queues(),
+    task_routes=topology.TASK_ROUTES,
+    task_default_exchange=topology.EVENTS_EXCHANGE.name,
+    task_default_exchange_type=topology.EVENTS_EXCHANGE.type,
+    task_default_queue_type="quorum",
+    # There is no default queue: a task without a route fails to publish loudly
+    # instead of landing in an auto-created queue named `celery` that nobody consumes.
+    task_default_queue="unrouted",
+    task_create_missing_queues=False,
+)
+app.autodiscover_tasks()
