@@ -1,0 +1,50 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from fitness import topology
+from fitness.celery import app as celery_app
+
+
+class Command(BaseCommand):
+    help = (
+        "Declare the RabbitMQ topology of fitness/topology.py: the event and dead-letter "
+        "exchanges, every quorum work queue with its dead-letter queue, and Celery's "
+        "delayed-delivery queues. Idempotent: running it again changes nothing. Run it "
+        "before starting workers; they declare only the queues they consume."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--dry-run", action="store_true", help="List what would be declared without connecting to RabbitMQ."
+        )
+
+    def handle(self, *args, dry_run: bool = False, **options):
+        if dry_run:
+            self.stdout.write(f"exchanges: {topology.EVENTS_EXCHANGE.name} (topic), "
+                              f"{topology.DEAD_LETTER_EXCHANGE.name} (direct)")
+            for queue in topology.WORK_QUEUES:
+                self.stdout.write(
+                    f"queue {queue.name:<20} -> {queue.dead_letter_queue_name:<24} "
+                    f"consumed by {queue.process:<14} {queue.arguments}"
+                )
+            return
+        connection = celery_app.connection_for_write()
+        where = connection.as_uri()  # the password is masked
+        try:
+            connection.ensure_connection(max_retries=3)
+            declared = topology.declare_topology(connection)
+        except Exception as exc:
+            text = str(exc)
+            if "PRECONDITION_FAILED" in text or getattr(exc, "code", None) == 406:
+                raise CommandError(
+                    f"RabbitMQ refused a declaration because an existing queue or exchange has other "
+                    f"arguments: {text}. Drain and delete it, then run setup_broker again."
+                ) from exc
+            raise CommandError(f"cannot set up RabbitMQ at {where}: {exc}") from exc
+        finally:
+            connection.release()
+        for line in declared:
+            self.stdout.write(f"  declared {line}")
+        self.stdout.write(self.style.SUCCESS(
+            f"RabbitMQ topology ready at {where}: "
+            f"{len(topology.WORK_QUEUES)} work queues, {len(topology.WORK_QUEUES)} dead-letter queues"
+        ))
