@@ -1,0 +1,174 @@
+"""The base consumer: every event handler is registered through `event_consumer`.
+
+    @event_consumer(TaskSubmittedEvent, name="ml.read_task_photo")
+    def read_task_photo(event: TaskSubmittedEvent, envelope: Envelope) -> None:
+        ...business logic only...
+
+What the decorator gives every handler, so that no handler repeats it:
+
+* the message is parsed into its envelope and typed payload; a malformed message or an
+  unknown event type/version is dead-lettered at once (retrying cannot fix it);
+* idempotency: the handler runs in a database transaction that also records
+  (consumer, event_id); a redelivered event whose record exists is skipped, and one whose
+  earlier attempt failed finds no record and no half-done effects;
+* retries: any exception except a PermanentError retries after 1 s, 2 s and 4 s (no
+  jitter) and the final failure is rejected, so RabbitMQ dead-letters it to `<queue>.dlq`
+  with its body intact;
+* logging with event_id, event type and correlation_id; the correlation id also flows
+  into events the handler publishes.
+
+The Celery task is named after the event type: that name is the only thing producer and
+consumer share, so either side can be deployed without the other.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task, shared_task
+from django.db import connection, transaction
+
+from fitness import topology
+from messaging.correlation import correlation_scope
+from messaging.errors import PermanentError
+from messaging.events import Envelope, Event, parse_message
+from messaging.models import ProcessedEvent
+
+logger = logging.getLogger("messaging.consumer")
+
+# The seed's retry policy: 3 retries after 1 s, 2 s and 4 s, then the dead-letter queue.
+MAX_RETRIES = 3
+RETRY_BACKOFF_SECONDS = 1
+
+# Celery's native delayed delivery prefixes the routing key with 28 binary digits.
+_DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
+
+Handler = Callable[[Any, Envelope], Any]
+
+# event type -> consumer name: one consumer per event type (see fitness.topology).
+_CONSUMERS: dict[str, str] = {}
+
+
+class EventConsumerTask(Task):
+    """Celery task base for event consumers: retry policy and failure logging."""
+
+    autoretry_for = (Exception,)
+    dont_autoretry_for = (PermanentError,)
+    max_retries = MAX_RETRIES
+    retry_backoff = RETRY_BACKOFF_SECONDS
+    retry_backoff_max = 60
+    retry_jitter = False
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    typing = False  # the message shape is checked by the envelope, not by Celery
+
+    consumer_name: str = ""
+
+    def signature_from_request(self, request=None, args=None, kwargs=None, queue=None, **options):
+        # A retry goes back to the queue the message came from. Celery would route it by
+        # the default queue (there is none, on purpose); by our topology's convention the
+        # routing key names the queue, once the delayed-delivery prefix is stripped.
+        if queue is None:
+            delivery_info = (request if request is not None else self.request).delivery_info or {}
+            routing_key = _DELAY_PREFIX.sub("", delivery_info.get("routing_key") or "")
+            if routing_key in topology.queue_names():
+                queue = routing_key
+        return super().signature_from_request(request, args, kwargs, queue=queue, **options)
+
+    def _event_fields(self, kwargs: dict) -> str:
+        body = kwargs.get("event") if isinstance(kwargs, dict) else None
+        body = body if isinstance(body, dict) else {}
+        return (
+            f"event_id={body.get('event_id')} event_type={body.get('event_type')} "
+            f"correlation_id={body.get('correlation_id')} consumer={self.consumer_name}"
+        )
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+        attempt = self.request.retries + 1
+        delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
+        logger.warning(
+            "attempt %s of %s failed, retrying in %ss: %s: %s %s",
+            attempt, MAX_RETRIES + 1, delay, exc.__class__.__name__, exc, self._event_fields(kwargs),
+        )
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if isinstance(exc, PermanentError):
+            reason = "permanent error, not retried"
+        else:
+            reason = f"attempt {self.request.retries + 1} of {MAX_RETRIES + 1} failed, retries exhausted"
+        logger.error(
+            "dead-lettering (%s): %s: %s %s", reason, exc.__class__.__name__, exc, self._event_fields(kwargs)
+        )
+
+
+def claim_event(consumer: str, envelope: Envelope) -> bool:
+    """Record that `consumer` handles this event; False when it already has.
+
+    Must run inside the handler's transaction. A concurrent delivery of the same event
+    blocks on the unique index until the first one commits (then sees it) or rolls back.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ProcessedEvent._meta.db_table} (consumer, event_id, event_type, processed_at)"
+            " VALUES (%s, %s, %s, now()) ON CONFLICT (consumer, event_id) DO NOTHING RETURNING id",
+            [consumer, envelope.event_id, envelope.event_type],
+        )
+        return cursor.fetchone() is not None
+
+
+def event_consumer(
+    *contracts: type[Event], name: str, **task_options: Any
+) -> Callable[[Handler], Task]:
+    """Register `handler(event, envelope)` as the consumer of `contracts`.
+
+    `contracts` are the schema versions of one event type that this handler accepts;
+    `name` identifies the consumer in the idempotency records and the logs (keep it
+    stable). Extra keyword arguments are Celery task options (e.g. time limits).
+    """
+    if not contracts:
+        raise TypeError("event_consumer needs at least one event contract")
+    event_types = {contract.event_type for contract in contracts}
+    if len(event_types) != 1:
+        raise TypeError(f"one consumer handles one event type, got {sorted(event_types)}")
+    (event_type,) = event_types
+    accepted = {contract.schema_version for contract in contracts}
+
+    def decorator(handler: Handler) -> Task:
+        @functools.wraps(handler)
+        def run(self: EventConsumerTask, event: Any = None, **unexpected: Any) -> str:
+            if unexpected:
+                raise PermanentError(f"unexpected message arguments: {sorted(unexpected)}")
+            envelope, payload = parse_message(event)
+            if envelope.event_type != event_type or envelope.schema_version not in accepted:
+                raise PermanentError(
+                    f"{name} accepts {event_type} versions {sorted(accepted)}, "
+                    f"got {envelope.event_type} v{envelope.schema_version}"
+                )
+            fields = (
+                f"event_id={envelope.event_id} event_type={envelope.event_type} "
+                f"correlation_id={envelope.correlation_id} consumer={name}"
+            )
+            started = time.monotonic()
+            with correlation_scope(envelope.correlation_id):
+                with transaction.atomic():
+                    if not claim_event(name, envelope):
+                        logger.info("skipped: already processed %s", fields)
+                        return "duplicate"
+                    handler(payload, envelope)
+            logger.info("processed in %.1f ms %s", (time.monotonic() - started) * 1000, fields)
+            return "processed"
+
+        registered = _CONSUMERS.setdefault(event_type, name)
+        if registered != name:
+            raise TypeError(f"{event_type} already has the consumer {registered!r}; cannot add {name!r}")
+        return shared_task(
+            name=event_type, base=EventConsumerTask, bind=True, consumer_name=name, **task_options
+        )(run)
+
+    return decorator
