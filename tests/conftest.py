@@ -1,0 +1,86 @@
+"""Fixtures shared by the whole suite: a private RabbitMQ vhost and real workers.
+
+PostgreSQL: pytest-django creates `test_fitness_<run>` (tests/settings.py names it) and
+drops it at the end. RabbitMQ: the session creates the vhost `fitness-test-<run>`, runs
+`setup_broker` in it, and deletes it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from fitness.celery import app as celery_app
+from messaging import broker
+from tests.support import ROOT, WorkerProcess
+
+LOG_DIR = ROOT / "var" / "test-logs"
+
+
+def _rabbitmqctl(*args: str) -> None:
+    executable = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    result = subprocess.run([executable, *args], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_vhost():
+    """A RabbitMQ virtual host of this run's own, with the topology declared in it."""
+    from tests.settings import TEST_VHOST
+
+    _rabbitmqctl("add_vhost", TEST_VHOST)
+    _rabbitmqctl("set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*")
+    call_command("setup_broker", verbosity=0, stdout=open("/dev/null", "w"))
+    yield TEST_VHOST
+    broker.close_connection()
+    _rabbitmqctl("delete_vhost", TEST_VHOST)
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return LOG_DIR
+
+
+@pytest.fixture(scope="session")
+def probe_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
+    """A real Celery worker (prefork, 2 processes) consuming `task.submitted`."""
+    worker = WorkerProcess(["task.submitted"], name="probe", concurrency=2, log_dir=log_dir).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def broker_url():
+    """Point publishing at another broker URL for one test, e.g. a closed port."""
+    original = celery_app.conf.broker_url
+
+    def use(url: str) -> None:
+        broker.close_connection()
+        # Celery prefers the environment variable over its configuration
+        os.environ["CELERY_BROKER_URL"] = url
+        celery_app.conf.broker_url = url
+        settings.CELERY_BROKER_URL = url
+
+    yield use
+    use(original)
+
+
+@pytest.fixture
+def route_probe_events(monkeypatch):
+    """Route the probe events (tests/probe) to a work queue for one test."""
+    from fitness import topology
+
+    def route(event_type: str, queue: str) -> None:
+        monkeypatch.setitem(topology.EVENT_ROUTES, event_type, queue)
+
+    route("ProbeRecordedEvent", "task.submitted")
+    route("ProbeFailingEvent", "task.submitted")
+    return route

@@ -1,0 +1,23 @@
+"""Settings for the test suite: the product's settings plus the probe app.
+
+Every run gets its own PostgreSQL database and its own RabbitMQ virtual host, named
+after FITNESS_TEST_RUN, which subprocesses (workers, relays) inherit from the
+environment, so `make run` and the suite never see each other's rows or messages.
+"""
+
+import os
+import uuid
+
+os.environ.setdefault("FITNESS_TEST_RUN", uuid.uuid4().hex[:10])
+TEST_RUN = os.environ["FITNESS_TEST_RUN"]
+TEST_VHOST = f"fitness-test-{TEST_RUN}"
+BROKER_ROOT_URL = os.environ.get("TEST_BROKER_ROOT_URL", "amqp://guest:guest@127.0.0.1:5672")
+os.environ.setdefault("CELERY_BROKER_URL", f"{BROKER_ROOT_URL}/{TEST_VHOST}")
+os.environ.setdefault("DATABASE_TEST_NAME", f"test_fitness_{TEST_RUN}")
+
+from fitness.settings import *  # noqa: E402,F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405
+CELERY_IMPORTS = ["tests.probe.consumers"]
+MEDIA_ROOT = BASE_DIR / "var" / f"test-media-{TEST_RUN}"  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users

@@ -1,0 +1,126 @@
+"""Helpers for tests that drive real processes: Celery workers, relays, RabbitMQ queues."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from kombu import Connection
+
+from fitness.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""):
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process that shares this run's database and vhost."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        CELERY_BROKER_URL=celery_app.conf.broker_url,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess consuming some queues of the test vhost."""
+
+    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path):
+        self.queues = queues
+        self.name = name
+        self.concurrency = concurrency
+        self.log_path = log_dir / f"worker-{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self._offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "fitness", "worker",
+                "-Q", ",".join(self.queues), "-n", f"{self.name}@%h",
+                "--concurrency", str(self.concurrency), "--pool", "prefork",
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            ],
+            cwd=ROOT, env=subprocess_env(), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: self._ready(), timeout=timeout, what=f"worker {self.name} to be ready ({self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker {self.name} exited with {self.process.returncode}:\n{self.log()}")
+        return b" ready." in self.log_path.read_bytes()[self._offset:]
+
+    def log(self) -> str:
+        return self.log_path.read_bytes()[self._offset:].decode(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Warm shutdown (SIGTERM): running tasks finish, nothing is lost."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close()
+
+    def kill(self) -> None:
+        """kill -9 the whole worker (main process and pool children)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._close()
+
+    def _close(self) -> None:
+        log = getattr(self, "_log", None)
+        if log and not log.closed:
+            log.close()
+
+
+def broker_connection() -> Connection:
+    return celery_app.connection_for_write()
+
+
+def queue_depth(name: str) -> int:
+    """Messages ready in a queue (passive declare: never creates it)."""
+    with broker_connection() as conn:
+        _, count, _ = conn.default_channel.queue_declare(name, passive=True)
+        return count
+
+
+def drain_queue(name: str) -> list:
+    """Take every ready message out of a queue (acked), returning the kombu messages."""
+    messages = []
+    with broker_connection() as conn:
+        channel = conn.default_channel
+        while True:
+            message = channel.basic_get(name, no_ack=False)
+            if message is None:
+                return messages
+            channel.basic_ack(message.delivery_tag)
+            messages.append(message)
