@@ -1,0 +1,44 @@
+# The two commands of the README:  make run  (the whole system with demo data)
+#                                  make test (the test suite against real services)
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+PORT ?= 8000
+FLOWER_PORT ?= 5555
+FLOWER_BASIC_AUTH ?= admin:admin
+export FLOWER_PORT FLOWER_BASIC_AUTH
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test setup demo-data lint bench help
+
+help:
+	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
+	@echo "make test   set up everything (no demo data) and run the test suite"
+	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, setup_broker"
+	@echo "make lint   ruff"
+	@echo "make bench  the benchmarks in benchmarks/"
+
+setup:
+	@scripts/bootstrap.sh
+
+demo-data: setup
+	@python manage.py load_demo_data
+
+run: demo-data
+	@echo
+	@echo "  web        http://localhost:$(PORT)/   (admin: http://localhost:$(PORT)/admin/, user admin, password admin)"
+	@echo "  health     http://localhost:$(PORT)/healthz   http://localhost:$(PORT)/readyz"
+	@echo "  Flower     http://localhost:$(FLOWER_PORT)/   (basic auth $(FLOWER_BASIC_AUTH))"
+	@echo "  processes  $$(cut -d: -f1 Procfile | tr '\n' ' ')  (Ctrl-C stops them all)"
+	@echo
+	@honcho start -f Procfile -p $(PORT)
+
+test: setup
+	@ruff check --quiet .
+	@python -m pytest
+
+lint:
+	@ruff check .
+
+bench: setup
+	@python benchmarks/publish.py
