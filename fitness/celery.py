@@ -21,4 +21,6 @@ app.conf.update(
     task_default_queue="unrouted",
     task_create_missing_queues=False,
 )
-app.autodiscover_tasks()
+# Plain jobs live in each app's `jobs` module, event handlers in its `consumers` module.
+app.autodiscover_tasks(related_name="jobs")
+app.autodiscover_tasks(related_name="consumers")

@@ -18,6 +18,5 @@ os.environ.setdefault("DATABASE_TEST_NAME", f"test_fitness_{TEST_RUN}")
 from fitness.settings import *  # noqa: E402,F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405
-CELERY_IMPORTS = ["tests.probe.consumers"]
 MEDIA_ROOT = BASE_DIR / "var" / f"test-media-{TEST_RUN}"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
