@@ -1,0 +1,1 @@
+"""Branches of the laundry chain, their owners and their helpers."""
