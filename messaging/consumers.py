@@ -69,6 +69,8 @@ class EventConsumerTask(Task):
     typing = False  # the message shape is checked by the envelope, not by Celery
 
     consumer_name: str = ""
+    # Called with (event, envelope, exception) once the event is dead-lettered.
+    dead_letter_hook: Callable[[Any, Envelope, BaseException], None] | None = None
 
     def signature_from_request(self, request=None, args=None, kwargs=None, queue=None, **options):
         # A retry goes back to the queue the message came from. Celery would route it by
@@ -105,6 +107,20 @@ class EventConsumerTask(Task):
         logger.error(
             "dead-lettering (%s): %s: %s %s", reason, exc.__class__.__name__, exc, self._event_fields(kwargs)
         )
+        if self.dead_letter_hook is None:
+            return
+        try:
+            envelope, payload = parse_message((kwargs or {}).get("event"))
+        except PermanentError:
+            return  # not an event we can describe to the hook
+        try:
+            self.dead_letter_hook(payload, envelope, exc)
+        except Exception:
+            logger.exception("the dead-letter hook of %s failed %s", self.consumer_name, self._event_fields(kwargs))
+
+
+def already_processed(consumer: str, envelope: Envelope) -> bool:
+    return ProcessedEvent.objects.filter(consumer=consumer, event_id=envelope.event_id).exists()
 
 
 def claim_event(consumer: str, envelope: Envelope) -> bool:
@@ -123,13 +139,20 @@ def claim_event(consumer: str, envelope: Envelope) -> bool:
 
 
 def event_consumer(
-    *contracts: type[Event], name: str, **task_options: Any
+    *contracts: type[Event],
+    name: str,
+    on_start: Callable[[Any, Envelope], None] | None = None,
+    on_dead_letter: Callable[[Any, Envelope, BaseException], None] | None = None,
+    **task_options: Any,
 ) -> Callable[[Handler], Task]:
     """Register `handler(event, envelope)` as the consumer of `contracts`.
 
     `contracts` are the schema versions of one event type that this handler accepts;
     `name` identifies the consumer in the idempotency records and the logs (keep it
-    stable). Extra keyword arguments are Celery task options (e.g. time limits).
+    stable). `on_start(event, envelope)` runs and commits before the handler's
+    transaction (e.g. to show "in progress"); it must be idempotent. `on_dead_letter(event,
+    envelope, exc)` runs once the event is given up on (e.g. to mark its task failed).
+    Extra keyword arguments are Celery task options (e.g. time limits).
     """
     if not contracts:
         raise TypeError("event_consumer needs at least one event contract")
@@ -156,6 +179,8 @@ def event_consumer(
             )
             started = time.monotonic()
             with correlation_scope(envelope.correlation_id):
+                if on_start is not None and not already_processed(name, envelope):
+                    on_start(payload, envelope)
                 with transaction.atomic():
                     if not claim_event(name, envelope):
                         logger.info("skipped: already processed %s", fields)
@@ -168,7 +193,12 @@ def event_consumer(
         if registered != name:
             raise TypeError(f"{event_type} already has the consumer {registered!r}; cannot add {name!r}")
         return shared_task(
-            name=event_type, base=EventConsumerTask, bind=True, consumer_name=name, **task_options
+            name=event_type,
+            base=EventConsumerTask,
+            bind=True,
+            consumer_name=name,
+            dead_letter_hook=staticmethod(on_dead_letter) if on_dead_letter else None,
+            **task_options,
         )(run)
 
     return decorator
