@@ -1,0 +1,132 @@
+"""The helper's laundry tasks: every write goes through these services.
+
+This module is a producer of events; it imports nothing from `ml` or `notifications`
+(DG-03): it only knows the event contracts in `messaging.contracts`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from branches.models import Branch
+from messaging.contracts import TaskSubmittedEvent
+from messaging.outbox import publish_event
+from tasks.models import LaundryTask, Reading
+from tasks.photos import check_photo
+
+logger = logging.getLogger(__name__)
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: LaundryTask
+    created: bool  # False when an earlier request with the same Idempotency-Key made it
+
+
+def task_submit(
+    *, helper: AbstractBaseUser, branch: Branch, photo, note: str = "", idempotency_key: str | None = None
+) -> Submission:
+    """Store a task with its photo and publish TaskSubmittedEvent, all or nothing.
+
+    With an idempotency key, a repeated request (also a concurrent one) returns the task
+    of the first; the same key with another photo raises IdempotencyKeyReused.
+    Raises tasks.photos.PhotoRejected for a photo that is not acceptable.
+    """
+    checked = check_photo(photo)
+    if idempotency_key:
+        earlier = _earlier_submission(helper, idempotency_key, checked.sha256)
+        if earlier:
+            return earlier
+    task = LaundryTask(
+        branch=branch,
+        helper=helper,
+        note=note,
+        photo_sha256=checked.sha256,
+        photo_size=checked.size,
+        photo_content_type=checked.content_type,
+        idempotency_key=idempotency_key or None,
+    )
+    try:
+        with transaction.atomic():
+            task.photo.save(f"photo.{checked.extension}", photo, save=False)
+            task.save()
+            publish_event(
+                TaskSubmittedEvent(task_id=task.pk, branch_id=branch.pk, helper_id=helper.pk, photo=task.photo.name)
+            )
+    except IntegrityError:
+        _delete_stored_photo(task)
+        if idempotency_key:
+            # a concurrent request with the same key committed first
+            earlier = _earlier_submission(helper, idempotency_key, checked.sha256)
+            if earlier:
+                return earlier
+        raise
+    except BaseException:
+        _delete_stored_photo(task)
+        raise
+    return Submission(task, created=True)
+
+
+def _earlier_submission(helper: AbstractBaseUser, key: str, sha256: str) -> Submission | None:
+    earlier = LaundryTask.objects.filter(helper=helper, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    if earlier.photo_sha256 != sha256:
+        raise IdempotencyKeyReused(f"The Idempotency-Key {key!r} was already used for another photo.")
+    return Submission(earlier, created=False)
+
+
+def _delete_stored_photo(task: LaundryTask) -> None:
+    if task.photo.name:
+        try:
+            default_storage.delete(task.photo.name)
+        except Exception:  # the original error matters more; log this one
+            logger.exception("could not delete the photo %s of a task that was not saved", task.photo.name)
+
+
+def task_mark_analyzing(*, task_id: int) -> bool:
+    """The AI worker has started on the task; True when it moved from `submitted`."""
+    return bool(
+        LaundryTask.objects.filter(pk=task_id, status=LaundryTask.Status.SUBMITTED).update(
+            status=LaundryTask.Status.ANALYZING
+        )
+    )
+
+
+def reading_record(
+    *, task_id: int, labels: dict[str, str], confidences: dict[str, float], model_version: str, inference_ms: float
+) -> Reading:
+    """Store the AI reading of a task and mark the task `analyzed`."""
+    task = LaundryTask.objects.select_for_update().get(pk=task_id)
+    reading, _ = Reading.objects.update_or_create(
+        task=task,
+        defaults={
+            "labels": labels,
+            "confidences": confidences,
+            "model_version": model_version,
+            "inference_ms": inference_ms,
+        },
+    )
+    if task.status in (LaundryTask.Status.SUBMITTED, LaundryTask.Status.ANALYZING, LaundryTask.Status.FAILED):
+        task.status = LaundryTask.Status.ANALYZED
+        task.failure_reason = ""
+        task.save(update_fields=["status", "failure_reason", "updated_at"])
+    return reading
+
+
+def task_fail(*, task_id: int, reason: str) -> bool:
+    """The task's event was dead-lettered: mark it `failed` with the reason."""
+    return bool(
+        LaundryTask.objects.filter(
+            pk=task_id, status__in=[LaundryTask.Status.SUBMITTED, LaundryTask.Status.ANALYZING]
+        ).update(status=LaundryTask.Status.FAILED, failure_reason=reason[:2000])
+    )
