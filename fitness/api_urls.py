@@ -1,0 +1,14 @@
+"""The REST API, version 1 (`/api/v1/`)."""
+
+from django.urls import path
+from rest_framework.authtoken.views import ObtainAuthToken
+
+from tasks.api import TaskDetailView, TaskListCreateView
+
+app_name = "api-v1"
+
+urlpatterns = [
+    path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
+    path("tasks/", TaskListCreateView.as_view(), name="task-list"),
+    path("tasks/<int:task_id>/", TaskDetailView.as_view(), name="task-detail"),
+]
