@@ -43,6 +43,13 @@ def broker_vhost():
     _rabbitmqctl("delete_vhost", TEST_VHOST)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def media_root():
+    """This run's photos and model artifacts, removed at the end."""
+    yield Path(settings.MEDIA_ROOT)
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def log_dir() -> Path:
     LOG_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,72 @@
+"""Small builders of domain rows and photos for tests."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import struct
+import zlib
+
+from django.contrib.auth import get_user_model
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from branches.models import Branch, Helper
+
+_counter = itertools.count(1)
+
+
+def user(username: str | None = None, *, staff: bool = False):
+    username = username or f"user{next(_counter)}"
+    return get_user_model().objects.create_user(username=username, password=f"{username}-pass", is_staff=staff)
+
+
+def branch(code: str | None = None, *, owner=None) -> Branch:
+    code = code or f"branch-{next(_counter)}"
+    return Branch.objects.create(code=code, name=f"Branch {code}", owner=owner or user(staff=True))
+
+
+def helper(at: Branch | None = None, username: str | None = None):
+    helper_user = user(username)
+    Helper.objects.create(user=helper_user, branch=at or branch())
+    return helper_user
+
+
+def api_client_for(some_user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=some_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def photo_bytes(fmt: str = "JPEG", size: tuple[int, int] = (640, 480), colour=(40, 90, 160)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def noisy_jpeg(target_bytes: int = 200_000, seed: int = 1) -> bytes:
+    """A JPEG of about `target_bytes` (noise compresses badly, like a real photo)."""
+    import random
+
+    rng = random.Random(seed)
+    side = 200
+    while True:
+        image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        if buffer.tell() >= target_bytes:
+            return buffer.getvalue()
+        side = int(side * 1.2)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` pixels in a few bytes: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
