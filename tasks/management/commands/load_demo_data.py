@@ -2,21 +2,44 @@ import os
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from branches.models import Branch, Helper
+
+DEMO_BRANCHES = [
+    # code, name, address, owner, helper
+    ("gangnam", "Gangnam Station Laundry", "Seoul, Gangnam-gu", "owner1", "helper1"),
+    ("mapo", "Mapo Riverside Laundry", "Seoul, Mapo-gu", "owner2", "helper2"),
+]
 
 
 class Command(BaseCommand):
     help = (
-        "Load demo data for `make run`: an administrator account (user `admin`, password "
-        "from DEMO_ADMIN_PASSWORD, default `admin`). Idempotent; never touches existing accounts' data "
-        "other than the demo administrator's password."
+        "Load the demo data of `make run`, idempotently: the administrator `admin` (password "
+        "DEMO_ADMIN_PASSWORD, default `admin`) and two branches, each with an owner and a helper "
+        "(owner1/helper1 at the first, owner2/helper2 at the second; every password is "
+        "<username>-pass). Running it again resets those accounts' passwords and changes nothing else."
     )
 
+    @transaction.atomic
     def handle(self, *args, **options):
         User = get_user_model()
-        password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin")
-        admin, created = User.objects.get_or_create(
-            username="admin", defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"}
-        )
-        admin.set_password(password)
-        admin.save()
-        self.stdout.write(f"demo administrator {'created' if created else 'updated'}: admin")
+        admin = self._user(User, "admin", os.environ.get("DEMO_ADMIN_PASSWORD", "admin"), staff=True)
+        admin.is_superuser = True
+        admin.save(update_fields=["is_superuser"])
+        for code, name, address, owner_name, helper_name in DEMO_BRANCHES:
+            owner = self._user(User, owner_name, f"{owner_name}-pass", staff=True)
+            branch, _ = Branch.objects.update_or_create(
+                code=code, defaults={"name": name, "address": address, "owner": owner}
+            )
+            helper = self._user(User, helper_name, f"{helper_name}-pass", staff=False)
+            Helper.objects.update_or_create(user=helper, defaults={"branch": branch})
+            self.stdout.write(f"branch {branch.name}: owner {owner_name}, helper {helper_name}")
+        self.stdout.write("demo data loaded (passwords: admin/admin, otherwise <username>-pass)")
+
+    def _user(self, User, username: str, password: str, *, staff: bool):
+        user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+        user.is_staff = staff
+        user.set_password(password)
+        user.save()
+        return user
