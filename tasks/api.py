@@ -56,6 +56,19 @@ class TaskSerializer(serializers.ModelSerializer):
         return reverse("api-v1:task-detail", kwargs={"task_id": task.pk}, request=self.context.get("request"))
 
 
+class TaskAcceptedSerializer(serializers.ModelSerializer):
+    """The 202 answer: just enough to follow the task (its reading comes later)."""
+
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LaundryTask
+        fields = ["id", "url", "status", "created_at"]
+
+    def get_url(self, task: LaundryTask) -> str:
+        return reverse("api-v1:task-detail", kwargs={"task_id": task.pk}, request=self.context.get("request"))
+
+
 class TaskSubmitSerializer(serializers.Serializer):
     photo = serializers.FileField(
         help_text=(
@@ -116,7 +129,7 @@ class TaskListCreateView(ListAPIView):
             )
         ],
         responses={
-            202: TaskSerializer,
+            202: TaskAcceptedSerializer,
             400: OpenApiResponse(description="No photo, not an image, corrupt, too many pixels, or an unknown field."),
             401: OpenApiResponse(description="Missing or wrong token."),
             403: OpenApiResponse(description="Not a helper."),
@@ -125,9 +138,8 @@ class TaskListCreateView(ListAPIView):
             415: OpenApiResponse(description="The body is not multipart/form-data."),
         },
         examples=[OpenApiExample("accepted", response_only=True, status_codes=["202"], value={
-            "id": 42, "url": "http://localhost:8000/api/v1/tasks/42/", "status": "submitted", "branch": 1,
-            "note": "", "photo_content_type": "image/jpeg", "photo_size": 204800, "failure_reason": "",
-            "reading": None, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z",
+            "id": 42, "url": "http://localhost:8000/api/v1/tasks/42/", "status": "submitted",
+            "created_at": "2026-11-25T10:00:00Z",
         })],
     )
     def post(self, request, *args, **kwargs):
@@ -155,7 +167,7 @@ class TaskListCreateView(ListAPIView):
             raise ValidationError({"photo": [serializers.ErrorDetail(str(exc), code=exc.code)]}) from exc
         except IdempotencyKeyReused as exc:
             raise Conflict({IDEMPOTENCY_HEADER: [str(exc)]}) from exc
-        body = TaskSerializer(submission.task, context={"request": request}).data
+        body = TaskAcceptedSerializer(submission.task, context={"request": request}).data
         response = Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
         if not submission.created:
             response["Idempotent-Replayed"] = "true"
