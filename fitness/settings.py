@@ -189,6 +189,10 @@ OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
 OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 1.0)
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
 
+# --- The AI model ----------------------------------------------------------------------
+# How often an AI worker checks which model version is active (hot reload, no restart).
+ML_RELOAD_CHECK_SECONDS = env_float("ML_RELOAD_CHECK_SECONDS", 2.0)
+
 # --- Health checks ---------------------------------------------------------------------
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)
 

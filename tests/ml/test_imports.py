@@ -1,0 +1,34 @@
+"""The web process must never import torch: only ml.inference and ml.training (and what they use) do."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+TORCH_FREE = (
+    "ml.models", "ml.selectors", "ml.services", "ml.labels", "ml.errors", "ml.admin", "ml.datasets",
+    "ml.defaults", "ml.management.commands.train_model",
+)
+
+CHECK = """
+import os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+import django
+django.setup()
+import {modules}
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "torchvision")))
+assert not loaded, loaded[:5]
+print("torch-free")
+"""
+
+
+@pytest.mark.parametrize("modules", [", ".join(TORCH_FREE)])
+def test_the_modules_the_web_process_uses_do_not_import_torch(modules):
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK.format(modules=modules)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch-free"
