@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from branches.models import Branch
 from messaging.contracts import TaskSubmittedEvent
@@ -105,21 +106,21 @@ def task_mark_analyzing(*, task_id: int) -> bool:
 def reading_record(
     *, task_id: int, labels: dict[str, str], confidences: dict[str, float], model_version: str, inference_ms: float
 ) -> Reading:
-    """Store the AI reading of a task and mark the task `analyzed`."""
-    task = LaundryTask.objects.select_for_update().get(pk=task_id)
-    reading, _ = Reading.objects.update_or_create(
-        task=task,
-        defaults={
-            "labels": labels,
-            "confidences": confidences,
-            "model_version": model_version,
-            "inference_ms": inference_ms,
-        },
+    """Store the AI reading of a task (replacing an earlier one) and mark the task `analyzed`.
+
+    Two statements, no read-modify-write: this runs once per photo in the AI workers.
+    """
+    LaundryTask.objects.filter(
+        pk=task_id,
+        status__in=[LaundryTask.Status.SUBMITTED, LaundryTask.Status.ANALYZING, LaundryTask.Status.FAILED],
+    ).update(status=LaundryTask.Status.ANALYZED, failure_reason="", updated_at=timezone.now())
+    (reading,) = Reading.objects.bulk_create(
+        [Reading(task_id=task_id, labels=labels, confidences=confidences, model_version=model_version,
+                 inference_ms=inference_ms)],
+        update_conflicts=True,
+        unique_fields=["task"],
+        update_fields=["labels", "confidences", "model_version", "inference_ms", "created_at"],
     )
-    if task.status in (LaundryTask.Status.SUBMITTED, LaundryTask.Status.ANALYZING, LaundryTask.Status.FAILED):
-        task.status = LaundryTask.Status.ANALYZED
-        task.failure_reason = ""
-        task.save(update_fields=["status", "failure_reason", "updated_at"])
     return reading
 
 

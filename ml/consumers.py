@@ -1,0 +1,83 @@
+"""The AI inference consumer of `task.submitted` (the `worker-ai` pool).
+
+torch is imported on first use (or at process start in the AI pool, ML_PRELOAD=1), not
+when Celery autodiscovers this module, so the other worker pools never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery.signals import worker_process_init
+from django.core.files.storage import default_storage
+
+from messaging.consumers import event_consumer
+from messaging.contracts import TaskSubmittedEvent
+from messaging.errors import PermanentError
+from tasks.services import reading_record, task_fail, task_mark_analyzing
+
+logger = logging.getLogger(__name__)
+
+
+class PhotoUnavailable(PermanentError):
+    """The task's photo is gone or is not an image: no retry can read it."""
+
+
+def _mark_analyzing(event: TaskSubmittedEvent, envelope) -> None:
+    task_mark_analyzing(task_id=event.task_id)
+
+
+def _mark_failed(event: TaskSubmittedEvent, envelope, exc: BaseException) -> None:
+    task_fail(task_id=event.task_id, reason=f"The AI could not read the photo: {exc}")
+
+
+def load_photo(name: str) -> bytes:
+    try:
+        with default_storage.open(name, "rb") as photo:
+            return photo.read()
+    except FileNotFoundError as exc:
+        raise PhotoUnavailable(f"the photo {name} has disappeared from storage") from exc
+
+
+@event_consumer(
+    TaskSubmittedEvent,
+    name="ml.read_task_photo",
+    on_start=_mark_analyzing,
+    on_dead_letter=_mark_failed,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
+    from ml.errors import UndecodablePhoto
+    from ml.inference import active_reader, decode_photo
+
+    data = load_photo(event.photo)
+    reader = active_reader()
+    try:
+        # the model sees image_size pixels: decoding at a twice that is plenty
+        image = decode_photo(data, min_side=2 * reader.image_size)
+    except UndecodablePhoto as exc:
+        raise PhotoUnavailable(f"the photo {event.photo} cannot be decoded: {exc}") from exc
+    prediction = reader.read(image)
+    reading_record(
+        task_id=event.task_id,
+        labels=prediction.labels,
+        confidences=prediction.confidences,
+        model_version=prediction.model_version,
+        inference_ms=prediction.inference_ms,
+    )
+
+
+@worker_process_init.connect
+def _preload_model(**_: object) -> None:
+    # The AI pool sets ML_PRELOAD=1 so its first message does not pay for importing
+    # torch and loading the model; a missing model is reported, not fatal.
+    if os.environ.get("ML_PRELOAD") != "1":
+        return
+    try:
+        from ml.inference import active_reader
+
+        active_reader()
+    except Exception as exc:
+        logger.warning("AI model not preloaded: %s", exc)
