@@ -23,15 +23,17 @@ setup:
 
 demo-data: setup
 	@python manage.py load_demo_data
+	@python manage.py train_model --if-missing
 
 run: demo-data
 	@echo
 	@echo "  web        http://localhost:$(PORT)/   (admin: http://localhost:$(PORT)/admin/, user admin, password admin)"
+	@echo "  API        http://localhost:$(PORT)/api/docs/   (helpers helper1/helper1-pass, helper2/helper2-pass)"
 	@echo "  health     http://localhost:$(PORT)/healthz   http://localhost:$(PORT)/readyz"
 	@echo "  Flower     http://localhost:$(FLOWER_PORT)/   (basic auth $(FLOWER_BASIC_AUTH))"
 	@echo "  processes  $$(cut -d: -f1 Procfile | tr '\n' ' ')  (Ctrl-C stops them all)"
 	@echo
-	@honcho start -f Procfile -p $(PORT)
+	@honcho start -f Procfile -p $(PORT) -c worker-ai=3
 
 test: setup
 	@ruff check --quiet .
