@@ -58,8 +58,13 @@ def log_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def probe_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
-    """A real Celery worker (prefork, 2 processes) consuming `task.submitted`."""
-    worker = WorkerProcess(["task.submitted"], name="probe", concurrency=2, log_dir=log_dir).start()
+    """A real Celery worker (prefork, 2 processes) consuming `task.submitted`.
+
+    It runs every consumer of that queue: the AI reading and the probe events.
+    """
+    worker = WorkerProcess(
+        ["task.submitted"], name="probe", concurrency=2, log_dir=log_dir, TORCH_NUM_THREADS="1"
+    ).start()
     yield worker
     worker.stop()
 
@@ -81,8 +86,8 @@ def broker_url():
 
 
 @pytest.fixture
-def route_probe_events(monkeypatch):
-    """Route the probe events (tests/probe) to a work queue for one test."""
+def route_events(monkeypatch):
+    """Route events to another work queue for one test (the probe events to task.submitted)."""
     from fitness import topology
 
     def route(event_type: str, queue: str) -> None:

@@ -47,7 +47,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 class WorkerProcess:
     """A real `celery worker` subprocess consuming some queues of the test vhost."""
 
-    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path):
+    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str):
+        self.env = env
         self.queues = queues
         self.name = name
         self.concurrency = concurrency
@@ -65,7 +66,7 @@ class WorkerProcess:
                 "--concurrency", str(self.concurrency), "--pool", "prefork",
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
-            cwd=ROOT, env=subprocess_env(), stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=subprocess_env(**self.env), stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         wait_for(lambda: self._ready(), timeout=timeout, what=f"worker {self.name} to be ready ({self.log_path})")

@@ -33,7 +33,7 @@ def dead_letter(event_id, *, timeout: float = 30.0):
     return message, json.loads(message.body)
 
 
-def test_the_same_event_delivered_twice_has_one_effect(probe_worker, route_probe_events):
+def test_the_same_event_delivered_twice_has_one_effect(probe_worker, route_events):
     envelope = Envelope.wrap(ProbeRecordedEvent(label="twice"), correlation_id="req-twice").as_message_body()
     publish_envelope("task.submitted", envelope)
     publish_envelope("task.submitted", envelope)
@@ -47,7 +47,7 @@ def test_the_same_event_delivered_twice_has_one_effect(probe_worker, route_probe
 
 
 def test_a_transient_failure_retries_after_1_2_4_seconds_then_is_dead_lettered_intact(
-    probe_worker, route_probe_events, tmp_path: Path
+    probe_worker, route_events, tmp_path: Path
 ):
     attempts = tmp_path / "attempts.log"
     message = publish_event(ProbeFailingEvent(label="transient", attempt_log=str(attempts)))
@@ -68,7 +68,7 @@ def test_a_transient_failure_retries_after_1_2_4_seconds_then_is_dead_lettered_i
     assert (death["reason"], death["queue"], death["count"]) == ("rejected", "task.submitted", 1)
 
 
-def test_a_permanent_failure_is_dead_lettered_without_retrying(probe_worker, route_probe_events, tmp_path: Path):
+def test_a_permanent_failure_is_dead_lettered_without_retrying(probe_worker, route_events, tmp_path: Path):
     attempts = tmp_path / "attempts.log"
     message = publish_event(ProbeFailingEvent(label="permanent", attempt_log=str(attempts), permanent=True))
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 UNCONSUMED_QUEUE = "preference.created"  # no test worker consumes it: messages stay countable
 
 
-def test_a_rolled_back_transaction_publishes_nothing(route_probe_events):
-    route_probe_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
+def test_a_rolled_back_transaction_publishes_nothing(route_events):
+    route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     drain_queue(UNCONSUMED_QUEUE)
 
     with pytest.raises(RuntimeError), transaction.atomic():
@@ -29,7 +29,7 @@ def test_a_rolled_back_transaction_publishes_nothing(route_probe_events):
     assert queue_depth(UNCONSUMED_QUEUE) == 0
 
 
-def test_a_committed_event_is_consumed_by_a_real_worker(probe_worker, route_probe_events):
+def test_a_committed_event_is_consumed_by_a_real_worker(probe_worker, route_events):
     with correlation_scope("req-committed"), transaction.atomic():
         message = publish_event(ProbeRecordedEvent(label="committed"))
         # inside the transaction nothing has left for RabbitMQ yet
@@ -44,8 +44,8 @@ def test_a_committed_event_is_consumed_by_a_real_worker(probe_worker, route_prob
     assert message.envelope["correlation_id"] == "req-committed"
 
 
-def test_the_fast_path_publishes_the_envelope_as_the_message_body(route_probe_events):
-    route_probe_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
+def test_the_fast_path_publishes_the_envelope_as_the_message_body(route_events):
+    route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     drain_queue(UNCONSUMED_QUEUE)
 
     message = publish_event(ProbeRecordedEvent(label="body"))

@@ -34,7 +34,7 @@ def publish_while_broker_down(broker_url, count: int, label: str) -> list[Outbox
     return messages
 
 
-def test_an_event_committed_while_the_broker_is_down_stays_in_the_outbox(broker_url, route_probe_events):
+def test_an_event_committed_while_the_broker_is_down_stays_in_the_outbox(broker_url, route_events):
     (message,) = publish_while_broker_down(broker_url, 1, "down")
 
     message.refresh_from_db()
@@ -43,7 +43,7 @@ def test_an_event_committed_while_the_broker_is_down_stays_in_the_outbox(broker_
     assert "Connection refused" in message.last_error or "ConnectionRefused" in message.last_error
 
 
-def test_the_relay_delivers_it_exactly_once_when_the_broker_is_back(probe_worker, broker_url, route_probe_events):
+def test_the_relay_delivers_it_exactly_once_when_the_broker_is_back(probe_worker, broker_url, route_events):
     (message,) = publish_while_broker_down(broker_url, 1, "relayed")
 
     out = subprocess.run(
@@ -61,8 +61,8 @@ def test_the_relay_delivers_it_exactly_once_when_the_broker_is_back(probe_worker
     assert ProbeEffect.objects.filter(label="relayed-0").count() == 1
 
 
-def test_two_relays_running_at_once_publish_every_event_exactly_once(broker_url, route_probe_events):
-    route_probe_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
+def test_two_relays_running_at_once_publish_every_event_exactly_once(broker_url, route_events):
+    route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     drain_queue(UNCONSUMED_QUEUE)
     messages = publish_while_broker_down(broker_url, 600, "concurrent")
 
@@ -84,7 +84,7 @@ def test_two_relays_running_at_once_publish_every_event_exactly_once(broker_url,
     assert set(delivered) == {str(m.event_id) for m in messages}
 
 
-def test_the_relay_exits_non_zero_with_one_line_when_the_broker_is_down(broker_url, route_probe_events):
+def test_the_relay_exits_non_zero_with_one_line_when_the_broker_is_down(broker_url, route_events):
     publish_while_broker_down(broker_url, 2, "still-down")
     broker_url(CLOSED_PORT_URL)
 
@@ -94,7 +94,7 @@ def test_the_relay_exits_non_zero_with_one_line_when_the_broker_is_down(broker_u
     assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 2
 
 
-def test_dry_run_lists_the_backlog_and_publishes_nothing(broker_url, route_probe_events, capsys):
+def test_dry_run_lists_the_backlog_and_publishes_nothing(broker_url, route_events, capsys):
     publish_while_broker_down(broker_url, 3, "dry")
 
     call_command("relay_outbox", "--dry-run")
@@ -105,8 +105,8 @@ def test_dry_run_lists_the_backlog_and_publishes_nothing(broker_url, route_probe
     assert OutboxMessage.objects.filter(published_at__isnull=True).count() == 3
 
 
-def test_pruning_removes_old_published_rows_and_never_unpublished_ones(broker_url, route_probe_events):
-    route_probe_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
+def test_pruning_removes_old_published_rows_and_never_unpublished_ones(broker_url, route_events):
+    route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     old_published = publish_event(ProbeRecordedEvent(label="old"))
     recent_published = publish_event(ProbeRecordedEvent(label="recent"))
     (old_pending,) = publish_while_broker_down(broker_url, 1, "old-pending")
@@ -128,8 +128,8 @@ def test_invalid_relay_options_are_refused():
         call_command("relay_outbox", "--once", "--batch-size", "0")
 
 
-def test_the_backlog_is_visible_as_queue_depth_only_after_publishing(broker_url, route_probe_events):
-    route_probe_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
+def test_the_backlog_is_visible_as_queue_depth_only_after_publishing(broker_url, route_events):
+    route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     drain_queue(UNCONSUMED_QUEUE)
     publish_while_broker_down(broker_url, 4, "depth")
     assert queue_depth(UNCONSUMED_QUEUE) == 0
