@@ -17,33 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-RUN = uuid.uuid4().hex[:8]
-VHOST = f"fitness-bench-{RUN}"
-BROKER_ROOT = os.environ.get("BENCH_BROKER_ROOT_URL", "amqp://guest:guest@127.0.0.1:5672")
-os.environ["CELERY_BROKER_URL"] = f"{BROKER_ROOT}/{VHOST}"
-os.environ["DATABASE_TEST_NAME"] = f"bench_fitness_{RUN}"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.stack import BenchStack, percentile  # noqa: E402
 
 
 def summarise(latencies_s: list[float], wall_s: float) -> dict:
@@ -67,24 +47,14 @@ def main() -> int:
     if args.events < args.rounds or args.rounds < 1:
         parser.error("--events must be at least --rounds, and --rounds at least 1")
 
-    import django
+    with BenchStack("publish"):
+        from django.db import transaction
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection, transaction
-
-    from messaging.broker import close_connection, publish_envelope
-    from messaging.contracts import TaskSubmittedEvent
-    from messaging.events import Envelope
-    from messaging.models import OutboxMessage
-    from messaging.outbox import publish_event
-
-    print(f"setting up: database {os.environ['DATABASE_TEST_NAME']}, vhost {VHOST}", file=sys.stderr)
-    rabbitmqctl("add_vhost", VHOST)
-    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
-    test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
+        from messaging.broker import publish_envelope
+        from messaging.contracts import TaskSubmittedEvent
+        from messaging.events import Envelope
+        from messaging.models import OutboxMessage
+        from messaging.outbox import publish_event
 
         def event(i: int) -> TaskSubmittedEvent:
             return TaskSubmittedEvent(task_id=i + 1, branch_id=1, helper_id=1, photo=f"tasks/{i}.jpg")
@@ -128,10 +98,6 @@ def main() -> int:
         unpublished = OutboxMessage.objects.filter(published_at__isnull=True, envelope__has_key="event_id")
         stranded = unpublished.count() - (args.rounds * per_round + 20)  # bare inserts stay unpublished
         results = {name: summarise(latencies[name], walls[name]) for name in modes}
-    finally:
-        close_connection()
-        connection.creation.destroy_test_db(test_db, verbosity=0)
-        rabbitmqctl("delete_vhost", VHOST)
 
     main_figures = results["publish_event (outbox + confirmed publish)"]
     floor = results["confirmed publish only (no database)"]
