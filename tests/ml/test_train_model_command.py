@@ -57,6 +57,16 @@ def test_if_missing_does_nothing_when_a_version_is_active(store_version):
     assert ModelVersion.objects.count() == 1
 
 
+def test_if_missing_trains_when_the_active_versions_file_is_gone(store_version):
+    stale = store_version(activate=True)
+    stale.artifact.storage.delete(stale.artifact.name)
+
+    out = run("--if-missing", "--per-class", "2", *TINY)
+
+    assert f"model v1 is active but its file {stale.artifact.name} is missing" in out
+    assert ModelVersion.objects.get(is_active=True).version == "v2"
+
+
 def test_if_missing_trains_when_no_version_is_active():
     run("--if-missing", "--per-class", "2", *TINY)
 

@@ -8,7 +8,7 @@ from ml import defaults
 from ml.datasets import FOLDER_LAYOUT, load_image_folder
 from ml.errors import DatasetError
 from ml.labels import LABEL_SPACES
-from ml.selectors import model_version_active_name
+from ml.selectors import model_version_active, model_version_active_name
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -88,10 +88,15 @@ The defaults train a usable model from synthetic data in about two minutes on tw
         started = time.perf_counter()
         self.verbosity = options["verbosity"]
         if options["if_missing"]:
-            active = model_version_active_name()
-            if active:
-                self.stdout.write(f"model {active} is active; nothing to train (--if-missing)")
+            active = model_version_active()
+            if active and active.artifact.storage.exists(active.artifact.name):
+                self.stdout.write(f"model {active.version} is active; nothing to train (--if-missing)")
                 return
+            if active:
+                # e.g. a fresh media directory beside an old database: the workers could
+                # not load it, so a usable version is trained and activated instead
+                self.stdout.write(f"model {active.version} is active but its file {active.artifact.name} is missing")
+                options["activate"] = True
         self._check_numbers(options)
         samples, data_source = self._load_samples(options)
 
