@@ -41,7 +41,14 @@ class ReadingSerializer(serializers.ModelSerializer):
         fields = ["labels", "confidences", "model_version", "inference_ms", "created_at"]
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class TaskUrlMixin:
+    """The task's own API URL, absolute when the request is known."""
+
+    def get_url(self, task: LaundryTask) -> str:
+        return reverse("api-v1:task-detail", kwargs={"task_id": task.pk}, request=self.context.get("request"))
+
+
+class TaskSerializer(TaskUrlMixin, serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     reading = ReadingSerializer(read_only=True, allow_null=True)
 
@@ -52,11 +59,8 @@ class TaskSerializer(serializers.ModelSerializer):
             "failure_reason", "reading", "created_at", "updated_at",
         ]
 
-    def get_url(self, task: LaundryTask) -> str:
-        return reverse("api-v1:task-detail", kwargs={"task_id": task.pk}, request=self.context.get("request"))
 
-
-class TaskAcceptedSerializer(serializers.ModelSerializer):
+class TaskAcceptedSerializer(TaskUrlMixin, serializers.ModelSerializer):
     """The 202 answer: just enough to follow the task (its reading comes later)."""
 
     url = serializers.SerializerMethodField()
@@ -64,9 +68,6 @@ class TaskAcceptedSerializer(serializers.ModelSerializer):
     class Meta:
         model = LaundryTask
         fields = ["id", "url", "status", "created_at"]
-
-    def get_url(self, task: LaundryTask) -> str:
-        return reverse("api-v1:task-detail", kwargs={"task_id": task.pk}, request=self.context.get("request"))
 
 
 class TaskSubmitSerializer(serializers.Serializer):
