@@ -86,10 +86,7 @@ class EventConsumerTask(Task):
     def _event_fields(self, kwargs: dict) -> str:
         body = kwargs.get("event") if isinstance(kwargs, dict) else None
         body = body if isinstance(body, dict) else {}
-        return (
-            f"event_id={body.get('event_id')} event_type={body.get('event_type')} "
-            f"correlation_id={body.get('correlation_id')} consumer={self.consumer_name}"
-        )
+        return log_fields(body.get("event_id"), body.get("event_type"), body.get("correlation_id"), self.consumer_name)
 
     def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
         attempt = self.request.retries + 1
@@ -117,6 +114,11 @@ class EventConsumerTask(Task):
             self.dead_letter_hook(payload, envelope, exc)
         except Exception:
             logger.exception("the dead-letter hook of %s failed %s", self.consumer_name, self._event_fields(kwargs))
+
+
+def log_fields(event_id: Any, event_type: Any, correlation_id: Any, consumer: str) -> str:
+    """The key=value fields every consumer log line carries, so one event can be grepped."""
+    return f"event_id={event_id} event_type={event_type} correlation_id={correlation_id} consumer={consumer}"
 
 
 def already_processed(consumer: str, envelope: Envelope) -> bool:
@@ -173,10 +175,7 @@ def event_consumer(
                     f"{name} accepts {event_type} versions {sorted(accepted)}, "
                     f"got {envelope.event_type} v{envelope.schema_version}"
                 )
-            fields = (
-                f"event_id={envelope.event_id} event_type={envelope.event_type} "
-                f"correlation_id={envelope.correlation_id} consumer={name}"
-            )
+            fields = log_fields(envelope.event_id, envelope.event_type, envelope.correlation_id, name)
             started = time.monotonic()
             with correlation_scope(envelope.correlation_id):
                 if on_start is not None and not already_processed(name, envelope):
