@@ -51,10 +51,11 @@ class BenchStack:
         rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
         self._test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
-        db = connection.settings_dict
+        from tests.support import database_url
+
         self.env = dict(
             os.environ,
-            DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            DATABASE_URL=database_url(connection.settings_dict),
             PYTHONUNBUFFERED="1",
         )
         return self

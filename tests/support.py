@@ -30,13 +30,17 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
         time.sleep(interval)
 
 
+def database_url(db: dict) -> str:
+    """The DATABASE_URL of a Django database settings dict (for child processes)."""
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child process that shares this run's database and vhost."""
-    db = settings.DATABASES["default"]
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        DATABASE_URL=database_url(settings.DATABASES["default"]),
         CELERY_BROKER_URL=celery_app.conf.broker_url,
         PYTHONUNBUFFERED="1",
     )
