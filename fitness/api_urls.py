@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import ObtainAuthToken
 
-from tasks.api import TaskDetailView, TaskListCreateView
+from tasks.api import TaskConfirmView, TaskDetailView, TaskListCreateView
 
 app_name = "api-v1"
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
     path("tasks/", TaskListCreateView.as_view(), name="task-list"),
     path("tasks/<int:task_id>/", TaskDetailView.as_view(), name="task-detail"),
+    path("tasks/<int:task_id>/confirm/", TaskConfirmView.as_view(), name="task-confirm"),
 ]

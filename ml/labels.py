@@ -3,7 +3,11 @@
 Each label space is one head of the network. The order of the labels is the order of the
 head's outputs, so it is part of a trained model: a ModelVersion stores the label spaces
 it was trained on, and inference always uses the stored ones, never this module's.
-Adding a label here therefore only affects models trained afterwards.
+Adding a label therefore only affects models trained afterwards.
+
+The vocabulary itself is part of the event contracts (`messaging.contracts.GARMENTS`,
+`CONDITIONS`): owners confirm readings with it on the producer side, and a new label is a
+new schema version of TaskConfirmedEvent.
 
 No torch here: the web process imports this module.
 """
@@ -12,12 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-LabelSpaces = Mapping[str, Sequence[str]]
+from messaging.contracts import CONDITIONS, GARMENTS
 
-# Garments whose silhouettes differ clearly when lying flat: a T (shirt), two legs
-# (trousers), an A-line without sleeves (dress), a plain rectangle (towel), an L (sock).
-GARMENTS: tuple[str, ...] = ("shirt", "trousers", "dress", "towel", "sock")
-CONDITIONS: tuple[str, ...] = ("clean", "stained", "torn")
+LabelSpaces = Mapping[str, Sequence[str]]
 
 LABEL_SPACES: dict[str, tuple[str, ...]] = {
     "garment": GARMENTS,

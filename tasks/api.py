@@ -1,24 +1,39 @@
-"""REST API for the helpers' mobile app: register laundry tasks and follow their reading."""
+"""REST API of laundry tasks: helpers register them and follow their reading (the mobile
+app); branch owners see their branches' tasks and confirm or correct the readings."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from branches.selectors import helper_branch
+from branches.selectors import helper_branch, owns_a_branch
+from messaging.contracts import LABEL_VOCABULARY
 from tasks.models import LaundryTask, Reading
 from tasks.photos import PhotoRejected, PhotoTooLarge
-from tasks.selectors import task_get_for_branch, task_list_for_helper
-from tasks.services import IdempotencyKeyReused, task_submit
+from tasks.selectors import task_get_visible, task_list_for_helper, task_list_for_owner
+from tasks.services import (
+    IdempotencyKeyReused,
+    InvalidLabels,
+    TaskNotConfirmable,
+    TaskNotFound,
+    task_confirm,
+    task_submit,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MULTIPART_SLACK_BYTES = 64 * 1024  # form boundaries and the note around the photo
@@ -32,7 +47,7 @@ class PayloadTooLarge(APIException):
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_code = "idempotency_key_reused"
+    default_code = "conflict"
 
 
 class ReadingSerializer(serializers.ModelSerializer):
@@ -48,16 +63,31 @@ class TaskUrlMixin:
         return reverse("api-v1:task-detail", kwargs={"task_id": task.pk}, request=self.context.get("request"))
 
 
+class ConfirmationSerializer(serializers.ModelSerializer):
+    labels = serializers.JSONField(source="confirmed_labels", help_text="The labels the owner confirmed.")
+    confirmed_by = serializers.IntegerField(source="confirmed_by_id", help_text="The owner's user id.")
+
+    class Meta:
+        model = LaundryTask
+        fields = ["labels", "confirmed_by", "confirmed_at"]
+
+
 class TaskSerializer(TaskUrlMixin, serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     reading = ReadingSerializer(read_only=True, allow_null=True)
+    confirmation = serializers.SerializerMethodField()
 
     class Meta:
         model = LaundryTask
         fields = [
             "id", "url", "status", "branch", "note", "photo_content_type", "photo_size",
-            "failure_reason", "reading", "created_at", "updated_at",
+            "failure_reason", "reading", "confirmation", "created_at", "updated_at",
         ]
+
+    @extend_schema_field(ConfirmationSerializer(allow_null=True))
+    def get_confirmation(self, task: LaundryTask) -> dict | None:
+        """The owner's confirmation, once the task is confirmed; else null."""
+        return ConfirmationSerializer(task).data if task.confirmed_at else None
 
 
 class TaskAcceptedSerializer(TaskUrlMixin, serializers.ModelSerializer):
@@ -86,28 +116,74 @@ class TaskSubmitSerializer(serializers.Serializer):
         return attrs
 
 
+class TaskConfirmSerializer(serializers.Serializer):
+    labels = serializers.DictField(
+        child=serializers.CharField(max_length=50), required=False, allow_empty=False,
+        help_text=(
+            "The corrected labels, with the same label spaces as the reading, e.g. "
+            '{"garment": "towel", "condition": "stained"}. Leave the body empty to confirm the reading as it is. '
+            + "Known labels: "
+            + "; ".join(f"{head}: {', '.join(labels)}" for head, labels in LABEL_VOCABULARY.items())
+            + "."
+        ),
+    )
+
+    def validate(self, attrs):
+        unexpected = set(self.initial_data) - set(self.fields)
+        if unexpected:
+            raise ValidationError({name: ["Unknown field."] for name in sorted(unexpected)})
+        return attrs
+
+
 def _helper_branch_or_403(request):
     branch = helper_branch(user=request.user)
     if branch is None:
-        raise PermissionDenied("Only helpers of a branch can use the task API.")
+        raise PermissionDenied("Only helpers of a branch can register tasks.")
     return branch
 
 
+def _helper_or_owner_or_403(request) -> None:
+    if helper_branch(user=request.user) is None and not owns_a_branch(user=request.user):
+        raise PermissionDenied("Only helpers and owners of a branch can use the task API.")
+
+
+STATUS_FILTER = OpenApiParameter(
+    "status", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, enum=LaundryTask.Status.values,
+    description="Only tasks in this status, e.g. `analyzed` for the readings that wait for a confirmation.",
+)
+
+
 class TaskListCreateView(ListAPIView):
-    """The helper's tasks: register one (`POST`), list them (`GET`)."""
+    """Tasks: a helper registers one (`POST`); helpers and owners list theirs (`GET`)."""
 
     permission_classes = [IsAuthenticated]
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = TaskSerializer
 
     def get_queryset(self):
-        _helper_branch_or_403(self.request)
-        return task_list_for_helper(helper=self.request.user)
+        user = self.request.user
+        _helper_or_owner_or_403(self.request)
+        tasks = (
+            task_list_for_helper(helper=user) if helper_branch(user=user) is not None
+            else task_list_for_owner(owner=user)
+        )
+        wanted = self.request.query_params.get("status")
+        if wanted is not None:
+            if wanted not in LaundryTask.Status.values:
+                known = ", ".join(LaundryTask.Status.values)
+                raise ValidationError({"status": [f"Unknown status; use one of {known}."]})
+            tasks = tasks.filter(status=wanted)
+        return tasks
 
     @extend_schema(
         operation_id="tasks_list",
-        summary="The helper's own tasks, newest first",
-        responses={200: TaskSerializer(many=True), 403: OpenApiResponse(description="Not a helper.")},
+        summary="Tasks, newest first: a helper's own, or those of the owner's branches",
+        parameters=[STATUS_FILTER],
+        responses={
+            200: TaskSerializer(many=True),
+            400: OpenApiResponse(description="Unknown status."),
+            403: OpenApiResponse(description="Neither a helper nor a branch owner."),
+        },
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -176,19 +252,61 @@ class TaskListCreateView(ListAPIView):
 
 
 class TaskDetailView(APIView):
-    """One task of the helper's branch: its status, and the AI reading once there is one."""
+    """One task of the helper's branch or the owner's branches: its status and AI reading."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
         operation_id="tasks_retrieve",
-        summary="A task's status and AI reading",
-        responses={200: TaskSerializer, 403: OpenApiResponse(description="Not a helper."),
-                   404: OpenApiResponse(description="No such task in the helper's branch.")},
+        summary="A task's status, AI reading and confirmation",
+        responses={200: TaskSerializer, 403: OpenApiResponse(description="Neither a helper nor a branch owner."),
+                   404: OpenApiResponse(description="No such task in the user's branch(es).")},
     )
     def get(self, request, task_id: int):
-        branch = _helper_branch_or_403(request)
-        task = task_get_for_branch(branch=branch, task_id=task_id)
+        _helper_or_owner_or_403(request)
+        task = task_get_visible(user=request.user, task_id=task_id)
         if task is None:
             raise NotFound("No such task.")
         return Response(TaskSerializer(task, context={"request": request}).data)
+
+
+class TaskConfirmView(APIView):
+    """The branch owner confirms the AI reading of a task, or corrects it: training data."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="tasks_confirm",
+        summary="Confirm or correct a task's AI reading (branch owners)",
+        description=(
+            "An empty body confirms the reading as it is; `labels` corrects it. The task becomes "
+            "`confirmed` and its photo with the confirmed labels becomes training data for the next "
+            "model version. Confirming again with the same labels changes nothing."
+        ),
+        request=TaskConfirmSerializer,
+        responses={
+            200: TaskSerializer,
+            400: OpenApiResponse(description="An unknown label or label space, or an unknown field."),
+            401: OpenApiResponse(description="Missing or wrong token."),
+            404: OpenApiResponse(description="No such task in the owner's branches."),
+            409: OpenApiResponse(description="No reading yet, or already confirmed with other labels."),
+            415: OpenApiResponse(description="The body is not JSON."),
+        },
+        examples=[OpenApiExample("correct the garment", request_only=True,
+                                 value={"labels": {"garment": "towel", "condition": "stained"}})],
+    )
+    def post(self, request, task_id: int):
+        serializer = TaskConfirmSerializer(data=request.data if request.data else {})
+        serializer.is_valid(raise_exception=True)
+        try:
+            confirmation = task_confirm(
+                task_id=task_id, owner=request.user, labels=serializer.validated_data.get("labels")
+            )
+        except TaskNotFound as exc:
+            raise NotFound("No such task in your branches.") from exc
+        except TaskNotConfirmable as exc:
+            raise Conflict({"status": [serializers.ErrorDetail(str(exc), code="not_confirmable")]}) from exc
+        except InvalidLabels as exc:
+            raise ValidationError({"labels": exc.errors}) from exc
+        return Response(TaskSerializer(confirmation.task, context={"request": request}).data)

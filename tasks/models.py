@@ -32,6 +32,12 @@ class LaundryTask(models.Model):
     failure_reason = models.TextField(blank=True)
     # NULL, not "", when the client sent no key: the unique constraint below skips NULLs.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # Set once, when the branch owner confirms (or corrects) the AI reading.
+    confirmed_labels = models.JSONField(null=True, blank=True, help_text="The labels the owner confirmed.")
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="confirmed_tasks"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

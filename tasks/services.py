@@ -7,15 +7,17 @@ This module is a producer of events; it imports nothing from `ml` or `notificati
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from pydantic import ValidationError
 
 from branches.models import Branch
-from messaging.contracts import TaskSubmittedEvent
+from messaging.contracts import LABEL_VOCABULARY, LaundryLabels, TaskConfirmedEvent, TaskSubmittedEvent
 from messaging.outbox import publish_event
 from tasks.models import LaundryTask, Reading
 from tasks.photos import check_photo
@@ -25,6 +27,22 @@ logger = logging.getLogger(__name__)
 
 class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before for a different request."""
+
+
+class TaskNotFound(LookupError):
+    """No such task among the branches the user owns."""
+
+
+class TaskNotConfirmable(Exception):
+    """The task has no AI reading to confirm (yet), or was confirmed with other labels."""
+
+
+class InvalidLabels(ValueError):
+    """The owner's labels do not fit the reading: `errors` maps a label space to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{head}: {error}" for head, error in errors.items()))
+        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -131,3 +149,89 @@ def task_fail(*, task_id: int, reason: str) -> bool:
             pk=task_id, status__in=[LaundryTask.Status.SUBMITTED, LaundryTask.Status.ANALYZING]
         ).update(status=LaundryTask.Status.FAILED, failure_reason=reason[:2000])
     )
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    task: LaundryTask
+    created: bool  # False when the task had already been confirmed with these labels
+
+
+def task_confirm(
+    *, task_id: int, owner: AbstractBaseUser, labels: Mapping[str, str] | None = None
+) -> Confirmation:
+    """The branch owner confirms the AI reading of a task (`labels` None) or corrects it.
+
+    Stores the confirmed labels, moves the task to `confirmed` and publishes
+    TaskConfirmedEvent (training data) in one transaction. Confirming again with the same
+    labels (or with none) changes nothing and publishes nothing.
+
+    Raises TaskNotFound for a task outside the owner's branches, TaskNotConfirmable for a
+    task without a reading or one confirmed with other labels, and InvalidLabels for labels
+    whose label spaces differ from the reading's or that are not in the vocabulary.
+    """
+    with transaction.atomic():
+        task = (
+            LaundryTask.objects.select_for_update(of=("self",))
+            .select_related("reading")
+            .filter(pk=task_id, branch__owner_id=owner.pk)
+            .first()
+        )
+        if task is None:
+            raise TaskNotFound(f"There is no task {task_id} in your branches.")
+        reading = getattr(task, "reading", None)
+        if task.status == LaundryTask.Status.CONFIRMED:
+            if labels is None or dict(labels) == task.confirmed_labels:
+                return Confirmation(task, created=False)
+            raise TaskNotConfirmable(
+                f"Task {task_id} was already confirmed as {_describe(task.confirmed_labels)}."
+            )
+        if task.status != LaundryTask.Status.ANALYZED or reading is None:
+            raise TaskNotConfirmable(
+                f"Task {task_id} has no AI reading to confirm; it is {task.status}."
+            )
+        confirmed = _checked_labels(dict(labels) if labels is not None else dict(reading.labels), reading.labels)
+        task.status = LaundryTask.Status.CONFIRMED
+        task.confirmed_labels = confirmed.model_dump()
+        task.confirmed_by = owner
+        task.confirmed_at = timezone.now()
+        task.save(update_fields=["status", "confirmed_labels", "confirmed_by", "confirmed_at", "updated_at"])
+        publish_event(
+            TaskConfirmedEvent(
+                task_id=task.pk,
+                branch_id=task.branch_id,
+                photo=task.photo.name,
+                photo_sha256=task.photo_sha256,
+                ai_labels=reading.labels,
+                confirmed_labels=confirmed,
+                model_version=reading.model_version,
+                confirmed_by=owner.pk,
+                confirmed_at=task.confirmed_at,
+            )
+        )
+    logger.info("task %s confirmed as %s by user %s", task.pk, _describe(task.confirmed_labels), owner.pk)
+    return Confirmation(task, created=True)
+
+
+def _checked_labels(labels: dict, read: Mapping[str, str]) -> LaundryLabels:
+    errors: dict[str, str] = {}
+    for head in sorted(set(read) - set(labels)):
+        errors[head] = "Missing: give a label for every label space of the reading."
+    for head in sorted(set(labels) - set(read)):
+        errors[head] = f"Unknown label space; the reading has {', '.join(sorted(read))}."
+    for head, label in labels.items():
+        known = LABEL_VOCABULARY.get(head)
+        if head in read and known is not None and label not in known:
+            errors[head] = f"Unknown label {label!r}; the known ones are: {', '.join(known)}."
+    if errors:
+        raise InvalidLabels(errors)
+    try:
+        return LaundryLabels.model_validate(labels)
+    except ValidationError as exc:  # e.g. a reading by a model with other label spaces
+        raise InvalidLabels(
+            {".".join(str(p) for p in error["loc"]) or "labels": error["msg"] for error in exc.errors()}
+        ) from exc
+
+
+def _describe(labels: Mapping[str, str] | None) -> str:
+    return ", ".join(f"{head} {label}" for head, label in (labels or {}).items()) or "nothing"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import struct
@@ -70,3 +71,30 @@ def png_header_only(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     pixels = chunk(b"IDAT", zlib.compress(b"\0" * 64))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
+def analyzed_task(
+    *, at: Branch | None = None, labels: dict | None = None, model_version: str = "v1", photo: bytes | None = None
+):
+    """A task of `at` (a new branch by default) that the AI has read, with its photo in storage."""
+    from django.core.files.base import ContentFile
+
+    from tasks.models import LaundryTask
+    from tasks.services import reading_record
+
+    branch_ = at or branch()
+    helper_user = helper(branch_)
+    data = photo or photo_bytes()
+    task = LaundryTask(
+        branch=branch_, helper=helper_user, photo_sha256=hashlib.sha256(data).hexdigest(),
+        photo_size=len(data), photo_content_type="image/jpeg",
+    )
+    task.photo.save("photo.jpg", ContentFile(data), save=False)
+    task.save()
+    labels = labels or {"garment": "shirt", "condition": "stained"}
+    reading_record(
+        task_id=task.pk, labels=labels, confidences={head: 0.9 for head in labels},
+        model_version=model_version, inference_ms=3.0,
+    )
+    task.refresh_from_db()
+    return task
