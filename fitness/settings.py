@@ -193,6 +193,38 @@ OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
 # How often an AI worker checks which model version is active (hot reload, no restart).
 ML_RELOAD_CHECK_SECONDS = env_float("ML_RELOAD_CHECK_SECONDS", 2.0)
 
+# --- Retraining on owner-confirmed photos (ml.retraining) ---------------------------------
+# The share of confirmed photos (by hash) that are held out to judge candidates, never trained on.
+ML_HOLDOUT_PERCENT = env_int("ML_HOLDOUT_PERCENT", 20)
+# A retraining run is queued once this many confirmed samples are new...
+ML_RETRAIN_MIN_NEW_SAMPLES = env_int("ML_RETRAIN_MIN_NEW_SAMPLES", 100)
+# ...and, whatever the count, every ML_RETRAIN_INTERVAL_HOURS (Celery beat) when any is new.
+ML_RETRAIN_INTERVAL_HOURS = env_float("ML_RETRAIN_INTERVAL_HOURS", 24.0)
+# A run is skipped until this many samples are held out (too few cannot judge a candidate).
+ML_RETRAIN_MIN_HOLDOUT = env_int("ML_RETRAIN_MIN_HOLDOUT", 10)
+ML_RETRAIN_EPOCHS = env_int("ML_RETRAIN_EPOCHS", 4)
+ML_RETRAIN_LEARNING_RATE = env_float("ML_RETRAIN_LEARNING_RATE", 1e-3)
+# Synthetic pictures per (garment, condition) mixed into fine-tuning so the model keeps what it knew.
+ML_RETRAIN_REPLAY_PER_CLASS = env_int("ML_RETRAIN_REPLAY_PER_CLASS", 10)
+# Seconds a run may take (below RabbitMQ's 30-minute consumer_timeout for an unacked message).
+ML_RETRAIN_TIME_LIMIT = env_int("ML_RETRAIN_TIME_LIMIT", 1500)
+# How often beat sends ml.retrain to pick up queued runs whose job message was lost.
+ML_RETRAIN_SWEEP_MINUTES = env_float("ML_RETRAIN_SWEEP_MINUTES", 5.0)
+CELERY_BEAT_SCHEDULE = {
+    "retrain-on-schedule": {
+        "task": "ml.retrain_scheduled",
+        "schedule": ML_RETRAIN_INTERVAL_HOURS * 3600,
+        "options": {"expires": ML_RETRAIN_INTERVAL_HOURS * 3600},
+    },
+    "retrain-sweep": {
+        "task": "ml.retrain",
+        "schedule": ML_RETRAIN_SWEEP_MINUTES * 60,
+        # a sweep nobody ran before the next one is worthless: do not let them pile up
+        "options": {"expires": ML_RETRAIN_SWEEP_MINUTES * 60},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+
 # --- Health checks ---------------------------------------------------------------------
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)
 

@@ -9,10 +9,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     """Trained versions are read-only records; the one thing to do with them is activate one."""
 
     list_display = (
-        "version", "is_active", "created_at", "activated_at", "exact_match_display", "garment_display",
-        "condition_display", "train_size", "data_source",
+        "version", "is_active", "outcome", "parent", "created_at", "activated_at", "exact_match_display",
+        "garment_display", "condition_display", "train_size", "data_source",
     )
-    list_filter = ("is_active", "architecture")
+    list_filter = ("is_active", "outcome", "architecture")
     search_fields = ("version", "notes")
     readonly_fields = [f.name for f in ModelVersion._meta.fields]
     actions = ["activate"]
@@ -37,7 +37,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", level=messages.ERROR)
             return
-        version = model_version_activate(version=queryset.get())
+        version = model_version_activate(version=queryset.get(), by=f"admin {request.user.get_username()}")
         self.message_user(request, f"{version.version} is now the active model version.")
 
     @admin.display(description="exact match")

@@ -1,4 +1,8 @@
-"""The AI inference consumer of `task.submitted` (the `worker-ai` pool).
+"""The consumers of the ml app.
+
+* `ml.read_task_photo`: the AI reading of `task.submitted` (the `worker-ai` pool).
+* `ml.record_training_sample`: owner-confirmed readings of `task.confirmed` become
+  training samples, and enough new ones queue a retraining run (the `worker-mlops` pool).
 
 torch is imported on first use (or at process start in the AI pool, ML_PRELOAD=1), not
 when Celery autodiscovers this module, so the other worker pools never load it.
@@ -13,8 +17,10 @@ from celery.signals import worker_process_init
 from django.core.files.storage import default_storage
 
 from messaging.consumers import event_consumer
-from messaging.contracts import TaskSubmittedEvent
+from messaging.contracts import TaskConfirmedEvent, TaskConfirmedEventV1, TaskSubmittedEvent
 from messaging.errors import PermanentError
+from ml.retraining import retrain_if_due
+from ml.training_data import training_sample_record
 from tasks.services import reading_record, task_fail, task_mark_analyzing
 
 logger = logging.getLogger(__name__)
@@ -67,6 +73,33 @@ def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
         model_version=prediction.model_version,
         inference_ms=prediction.inference_ms,
     )
+
+
+@event_consumer(
+    TaskConfirmedEventV1,
+    TaskConfirmedEvent,
+    name="ml.record_training_sample",
+    soft_time_limit=30,
+    time_limit=60,
+)
+def record_training_sample(event: TaskConfirmedEvent | TaskConfirmedEventV1, envelope) -> None:
+    # Version 1 (still accepted) has no photo hash and untyped labels; the hash is then
+    # computed from the photo, and the labels are checked against the vocabulary here.
+    confirmed = event.confirmed_labels
+    labels = confirmed.model_dump() if hasattr(confirmed, "model_dump") else dict(confirmed)
+    training_sample_record(
+        task_id=event.task_id,
+        branch_id=event.branch_id,
+        photo=event.photo,
+        labels=labels,
+        ai_labels=event.ai_labels,
+        model_version=event.model_version,
+        confirmed_by=event.confirmed_by,
+        confirmed_at=getattr(event, "confirmed_at", None) or envelope.occurred_at,
+        event_id=envelope.event_id,
+        photo_sha256=getattr(event, "photo_sha256", None),
+    )
+    retrain_if_due()
 
 
 @worker_process_init.connect

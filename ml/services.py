@@ -19,7 +19,7 @@ from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
 from ml.labels import label_spaces_as_json
-from ml.models import ModelVersion
+from ml.models import ModelActivation, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ class ModelVersionNotFound(LookupError):
     """No model version has this name."""
 
 
+class NothingToRollBack(LookupError):
+    """No earlier version was ever active."""
+
+
 def model_version_create(
     *,
     artifact: bytes,
@@ -40,12 +44,17 @@ def model_version_create(
     metrics: Mapping[str, Any],
     activate: bool,
     notes: str = "",
+    parent: ModelVersion | None = None,
+    outcome: str = ModelVersion.Outcome.TRAINED,
+    outcome_reason: str = "",
+    activated_by: str = "train_model",
 ) -> ModelVersion:
     """Store trained weights as the next version ("v1", "v2", ...), optionally activating it.
 
-    `artifact` is the serialised state dict. The file is written first and the row is
-    created (and activated) in one transaction; if that fails, the file is deleted, so a
-    failure leaves neither a row nor a file behind.
+    `parent` is the version it was fine-tuned from; `outcome` and `outcome_reason` record
+    what the retraining pipeline decided. `artifact` is the serialised state dict. The file
+    is written first and the row is created (and activated) in one transaction; if that
+    fails, the file is deleted, so a failure leaves neither a row nor a file behind.
     """
     if not artifact:
         raise ValueError("the artifact is empty")
@@ -57,13 +66,16 @@ def model_version_create(
             label_spaces=label_spaces_as_json(label_spaces),
             metrics=dict(metrics),
             notes=notes,
+            parent=parent,
+            outcome=outcome,
+            outcome_reason=outcome_reason,
         )
         version.artifact.save(f"{version.version}.pt", ContentFile(artifact), save=False)
         try:
             with transaction.atomic():
                 version.save()
                 if activate:
-                    version = model_version_activate(version=version)
+                    version = model_version_activate(version=version, by=activated_by, reason=outcome_reason)
         except IntegrityError:
             _delete_artifact(version.artifact.name)
             # another training stored the same version name first: take the next one
@@ -78,11 +90,13 @@ def model_version_create(
     raise AssertionError("unreachable")
 
 
-def model_version_activate(*, version: ModelVersion | str) -> ModelVersion:
+def model_version_activate(*, version: ModelVersion | str, by: str = "", reason: str = "") -> ModelVersion:
     """Make `version` the one active version, deactivating the previous one in the same transaction.
 
     Concurrent activations are serialised by row locks on the target and on the active
-    version, so the partial unique constraint (at most one active row) always holds.
+    version, so the partial unique constraint (at most one active row) always holds. Each
+    activation is recorded (ModelActivation: who, why, which version it replaced); the AI
+    workers switch to the new version within ML_RELOAD_CHECK_SECONDS.
     Raises ModelVersionNotFound for an unknown version name.
     """
     name = version.version if isinstance(version, ModelVersion) else version
@@ -92,15 +106,35 @@ def model_version_activate(*, version: ModelVersion | str) -> ModelVersion:
         except ModelVersion.DoesNotExist:
             raise ModelVersionNotFound(f"There is no model version {name!r}.") from None
         # wait for any activation in progress, then see what is active now
-        list(ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=target.pk))
+        previous = ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=target.pk).first()
         if target.is_active:
             return target
         ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(is_active=False)
         target.is_active = True
         target.activated_at = timezone.now()
         target.save(update_fields=["is_active", "activated_at"])
-    logger.info("model %s is now the active version", target.version)
+        ModelActivation.objects.create(version=target, previous=previous, activated_by=by[:200], reason=reason)
+    logger.info(
+        "model %s is now the active version (was %s; by %s)",
+        target.version, previous.version if previous else "none", by or "unknown",
+    )
     return target
+
+
+def model_version_rollback(*, by: str = "", reason: str = "") -> ModelVersion:
+    """Activate again the version that was active before the current one.
+
+    Walks the activation history back past the current version (and past versions that
+    are gone or are the current one again). Raises NothingToRollBack when there is none.
+    """
+    with transaction.atomic():
+        current = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        history = ModelActivation.objects.select_related("previous").order_by("-activated_at", "-id")
+        for activation in history:
+            earlier = activation.previous
+            if earlier is not None and (current is None or earlier.pk != current.pk):
+                return model_version_activate(version=earlier, by=by, reason=reason or "rollback")
+    raise NothingToRollBack("No earlier version was ever active: there is nothing to roll back to.")
 
 
 def _next_version_number() -> int:

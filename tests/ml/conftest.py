@@ -16,6 +16,7 @@ from django.conf import settings
 from ml.labels import LABEL_SPACES
 
 TINY_SIZE = 32
+RETRAIN_THRESHOLD = 40  # new samples that make the test mlops worker queue a retraining run
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +76,21 @@ def _reset_reader() -> None:
     inference = sys.modules.get("ml.inference")
     if inference is not None:
         inference.reset_active_reader()
+
+
+@pytest.fixture(scope="session")
+def mlops_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
+    """A real worker of the worker-mlops pool: `task.confirmed` and `mlops`, two processes.
+
+    Its retraining settings suit the tiny test model (see test_retraining.py); a run is
+    queued automatically at RETRAIN_THRESHOLD new samples.
+    """
+    from tests.support import WorkerProcess
+
+    worker = WorkerProcess(
+        ["task.confirmed", "mlops"], name="mlops", concurrency=2, log_dir=log_dir, TORCH_NUM_THREADS="1",
+        ML_RETRAIN_MIN_NEW_SAMPLES=str(RETRAIN_THRESHOLD), ML_RETRAIN_EPOCHS="5", ML_RETRAIN_LEARNING_RATE="0.003",
+        ML_RETRAIN_MIN_HOLDOUT="5", ML_RETRAIN_REPLAY_PER_CLASS="0",
+    ).start()
+    yield worker
+    worker.stop()
