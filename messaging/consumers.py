@@ -69,6 +69,7 @@ class EventConsumerTask(Task):
     typing = False  # the message shape is checked by the envelope, not by Celery
 
     consumer_name: str = ""
+    accepted_versions: tuple[int, ...] = ()  # the schema versions of its event type it accepts
     # Called with (event, envelope, exception) once the event is dead-lettered.
     dead_letter_hook: Callable[[Any, Envelope, BaseException], None] | None = None
 
@@ -196,6 +197,7 @@ def event_consumer(
             base=EventConsumerTask,
             bind=True,
             consumer_name=name,
+            accepted_versions=tuple(sorted(accepted)),
             dead_letter_hook=staticmethod(on_dead_letter) if on_dead_letter else None,
             **task_options,
         )(run)
