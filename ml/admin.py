@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from ml.models import ModelVersion
+from ml.models import ModelVersion, RetrainingRun, TrainingSample
 from ml.services import model_version_activate
 
 
@@ -64,3 +64,38 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 def _percent(value: float | None) -> str:
     return f"{value:.1%}" if value is not None else "-"
+
+
+@admin.register(TrainingSample)
+class TrainingSampleAdmin(admin.ModelAdmin):
+    """Owner-confirmed photos: read-only (they come from TaskConfirmedEvent)."""
+
+    list_display = ("task_id", "split", "labels", "ai_labels", "corrected", "source_model_version", "created_at")
+    list_filter = ("split", "corrected", "source_model_version")
+    search_fields = ("task_id", "photo_sha256")
+    readonly_fields = [f.name for f in TrainingSample._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RetrainingRun)
+class RetrainingRunAdmin(admin.ModelAdmin):
+    """The retraining history: what each run used, what it measured and what it decided."""
+
+    list_display = ("id", "trigger", "status", "requested_at", "seconds", "new_samples", "train_size",
+                    "holdout_size", "baseline", "candidate", "reason")
+    list_filter = ("status", "trigger")
+    readonly_fields = [f.name for f in RetrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -44,3 +44,23 @@ def test_versions_cannot_be_added_or_deleted_by_hand(admin_client, store_version
     assert admin_client.get("/admin/ml/modelversion/add/").status_code == 403
     assert admin_client.get(f"/admin/ml/modelversion/{version.pk}/delete/").status_code == 403
     assert admin_client.get(f"/admin/ml/modelversion/{version.pk}/change/").status_code == 200  # read-only view
+
+
+def test_training_samples_and_retraining_runs_are_listed(admin_client, store_version):
+    import uuid
+
+    from ml.models import RetrainingRun, TrainingSample
+
+    TrainingSample.objects.create(
+        task_id=31, branch_id=1, photo="training/ab/x.jpg", photo_sha256="ab" * 32,
+        labels={"garment": "towel", "condition": "clean"}, ai_labels={"garment": "shirt", "condition": "clean"},
+        corrected=True, source_model_version="v1", split="train", event_id=uuid.uuid4(),
+    )
+    RetrainingRun.objects.create(trigger="command", status="skipped", reason="no new samples since the last run")
+
+    samples = admin_client.get("/admin/ml/trainingsample/")
+    runs = admin_client.get("/admin/ml/retrainingrun/")
+
+    assert samples.status_code == runs.status_code == 200
+    assert "towel" in samples.content.decode()
+    assert "no new samples since the last run" in runs.content.decode()
