@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-from fitness import topology
+from fitness import topology, worker_probes  # noqa: F401  (worker_probes: signal handlers)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
 
