@@ -1,0 +1,20 @@
+# The one image of every process (deploy/kubernetes/ runs it with different commands).
+#   docker build -t fitness .
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DJANGO_SETTINGS_MODULE=fitness.settings
+WORKDIR /app
+
+# torch and torchvision from PyTorch's CPU index first: the image runs on CPUs, and the
+# default (CUDA) wheels would add several GB for nothing.
+COPY requirements.txt .
+RUN pip install --index-url https://download.pytorch.org/whl/cpu \
+        "$(grep '^torch==' requirements.txt)" "$(grep '^torchvision==' requirements.txt)" \
+    && pip install -r requirements.txt
+
+COPY . .
+RUN python manage.py collectstatic --noinput \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin fitness
+USER 10001
+EXPOSE 8000 5555
+CMD ["gunicorn", "fitness.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]

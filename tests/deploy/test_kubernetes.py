@@ -1,0 +1,204 @@
+"""deploy/kubernetes/: valid manifests that run exactly what the Procfile runs.
+
+Built-in kinds are validated strictly (unknown fields are errors) against the Kubernetes
+OpenAPI schemas bundled by `kubernetes-validate`. The operators' kinds (RabbitmqCluster,
+CloudNativePG's Cluster, KEDA's ScaledObject and TriggerAuthentication) have no bundled
+schema: their tests check the fields this deployment relies on.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from fitness import topology
+from tests.support import ROOT
+
+MANIFESTS = ROOT / "deploy" / "kubernetes"
+KUBERNETES_VERSION = "1.31.0"
+OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication"}
+# Secrets the operators create: CloudNativePG (<cluster>-app) and the RabbitMQ operator (<cluster>-default-user)
+OPERATOR_SECRETS = {"fitness-db-app": {"uri"}, "fitness-rabbitmq-default-user": {"username", "password"}}
+
+
+def documents() -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                found.append((path.name, document))
+    return found
+
+
+def of_kind(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == kind}
+
+
+def procfile() -> dict[str, str]:
+    processes = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            processes[name.strip()] = command.strip()
+    return processes
+
+
+def container(deployment: dict) -> dict:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def queues_of(command: list[str]) -> list[str]:
+    return command[command.index("-Q") + 1].split(",")
+
+
+@pytest.mark.parametrize("document", [
+    pytest.param(doc, id=f"{path}:{doc['kind']}/{doc['metadata']['name']}")
+    for path, doc in documents() if doc["kind"] not in OPERATOR_KINDS
+])
+def test_every_built_in_manifest_is_valid_strictly(document):
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_kustomization_lists_every_manifest():
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    files = {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(kustomization["resources"]) == sorted(files)
+    assert kustomization["namespace"] == "fitness"
+
+
+def program(words: list[str]) -> list[str]:
+    """A command without its environment assignments and shell wrapping: the program and its first arguments."""
+    if words[:2] == ["sh", "-c"]:
+        words = shlex.split(words[2])
+    while words and (re.match(r"^[A-Z_]+=", words[0]) or words[0] == "exec"):
+        words = words[1:]
+    return words[:3]
+
+
+def test_every_procfile_process_has_a_deployment_running_the_same_program():
+    deployments = of_kind("Deployment")
+    assert set(deployments) == set(procfile())
+    for name, line in procfile().items():
+        words = shlex.split(line.split("&&")[-1])
+        command = container(deployments[name])["command"]
+        assert program(command) == program(words), name  # e.g. ["celery", "-A", "fitness"]
+        if program(words)[0] == "celery":  # and the same Celery subcommand: worker, beat or flower
+            assert f" {words[words.index('fitness') + 1]} " in f" {' '.join(command)} ", name
+
+
+def test_every_worker_consumes_only_the_queues_of_its_pool():
+    deployments = of_kind("Deployment")
+    for queue in topology.WORK_QUEUES:
+        command = container(deployments[queue.process])["command"]
+        assert queues_of(command) == topology.queues_for_process(queue.process)
+        assert queues_of(command) == queues_of(shlex.split(procfile()[queue.process].split(" celery ", 1)[-1]))
+
+
+def test_workers_get_a_grace_period_longer_than_their_longest_task():
+    from ml.jobs import RETRAIN_TIME_LIMIT
+
+    grace = {name: d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+             for name, d in of_kind("Deployment").items()}
+    assert grace["worker-ai"] > 60  # ml.read_task_photo's hard time limit
+    assert grace["worker-mlops"] > RETRAIN_TIME_LIMIT
+    assert grace["worker-alerts"] >= 30 and grace["worker-notify"] >= 30
+
+
+def test_workers_have_file_probes_and_resources():
+    for name, deployment in of_kind("Deployment").items():
+        spec = container(deployment)
+        assert spec["resources"]["requests"] and spec["resources"]["limits"], name
+        if name.startswith("worker-"):
+            assert spec["readinessProbe"]["exec"]["command"][-1] == "/tmp/probes/ready"
+            assert "/tmp/probes/alive" in spec["livenessProbe"]["exec"]["command"][-1]
+            assert any(m["mountPath"] == "/tmp/probes" for m in spec["volumeMounts"])
+    web = container(of_kind("Deployment")["web"])
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    ai_memory = container(of_kind("Deployment")["worker-ai"])["resources"]["limits"]["memory"]
+    assert ai_memory.endswith("Gi")  # torch and a model need room
+
+
+def test_every_worker_pool_and_the_web_have_a_disruption_budget():
+    budgets = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in of_kind("PodDisruptionBudget").values()
+    }
+    assert {"web", "worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "fitness-rabbitmq"} <= budgets
+
+
+def test_keda_scales_each_worker_pool_on_its_queue_over_http():
+    scaled = of_kind("ScaledObject")
+    assert set(scaled) == {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify"}
+    for name, item in scaled.items():
+        assert item["apiVersion"] == "keda.sh/v1alpha1"
+        assert item["spec"]["scaleTargetRef"]["name"] == name
+        (trigger,) = item["spec"]["triggers"]
+        assert trigger["type"] == "rabbitmq"
+        assert trigger["metadata"]["protocol"] == "http"
+        assert trigger["metadata"]["mode"] == "QueueLength"
+        assert trigger["metadata"]["queueName"] in topology.queues_for_process(name)
+        assert trigger["authenticationRef"]["name"] in of_kind("TriggerAuthentication")
+        assert 1 <= item["spec"]["minReplicaCount"] <= item["spec"]["maxReplicaCount"]
+    assert scaled["worker-alerts"]["spec"]["minReplicaCount"] >= 2
+    assert scaled["worker-ai"]["spec"]["minReplicaCount"] >= 3
+
+
+def test_rabbitmq_has_three_nodes_and_postgres_a_cnpg_cluster():
+    (rabbit,) = of_kind("RabbitmqCluster").values()
+    assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert rabbit["spec"]["replicas"] == 3
+    assert "consumer_timeout" in rabbit["spec"]["rabbitmq"]["additionalConfig"]
+    (database,) = of_kind("Cluster").values()
+    assert database["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert database["spec"]["bootstrap"]["initdb"]["database"] == "fitness"
+
+
+def test_every_referenced_secret_and_config_map_exists():
+    secrets = {name: set(doc.get("stringData", {}) | doc.get("data", {})) for name, doc in of_kind("Secret").items()}
+    secrets.update(OPERATOR_SECRETS)
+    config_maps = set(of_kind("ConfigMap"))
+    text = "\n".join(path.read_text() for path in MANIFESTS.glob("*.yaml"))
+    for _, document in documents():
+        for ref in _walk(document, "secretKeyRef"):
+            assert ref["key"] in secrets[ref["name"]], ref
+        for ref in _walk(document, "configMapRef"):
+            assert ref["name"] in config_maps
+        for ref in _walk(document, "secretRef"):
+            assert ref["name"] in secrets
+    for ref in _walk(of_kind("TriggerAuthentication")["fitness-rabbitmq"], "secretTargetRef"):
+        for item in ref:
+            assert item["key"] in secrets[item["name"]]
+    assert "CHANGE-ME" in text  # placeholders, never real secrets
+
+
+def test_jobs_migrate_and_declare_the_broker():
+    jobs = {name: container(job)["command"] for name, job in of_kind("Job").items()}
+    assert jobs == {"migrate": ["python", "manage.py", "migrate", "--noinput"],
+                    "setup-broker": ["python", "manage.py", "setup_broker"]}
+
+
+def _walk(node, key):
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == key:
+                yield value
+            yield from _walk(value, key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item, key)
+
+
+def test_the_dockerfile_installs_the_pinned_torch_from_the_cpu_index():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "download.pytorch.org/whl/cpu" in dockerfile
+    assert re.search(r"USER 10001", dockerfile)
+    assert (ROOT / ".dockerignore").exists()
+    assert Path(ROOT / "requirements.txt").read_text().count("torch==") == 1
