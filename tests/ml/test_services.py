@@ -86,7 +86,7 @@ def test_no_active_version_at_first():
 def test_a_failure_while_storing_leaves_no_row_and_no_file(store_version, stored_artifacts, monkeypatch):
     before = stored_artifacts()
 
-    def broken_activate(*, version):
+    def broken_activate(*, version, **_):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(services, "model_version_activate", broken_activate)

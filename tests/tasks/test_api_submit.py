@@ -142,7 +142,7 @@ def test_a_user_who_is_not_a_helper_gets_403(db, nothing_left_behind):
     response = factories.api_client_for(owner).post(URL, {"photo": upload(factories.photo_bytes())})
 
     assert response.status_code == 403
-    assert response.json()["detail"] == "Only helpers of a branch can use the task API."
+    assert response.json()["detail"] == "Only helpers of a branch can register tasks."
 
 
 @pytest.mark.django_db
