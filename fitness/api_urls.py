@@ -1,6 +1,6 @@
 """The REST API, version 1 (`/api/v1/`)."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from tasks.api import TaskConfirmView, TaskDetailView, TaskListCreateView
@@ -12,4 +12,7 @@ urlpatterns = [
     path("tasks/", TaskListCreateView.as_view(), name="task-list"),
     path("tasks/<int:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<int:task_id>/confirm/", TaskConfirmView.as_view(), name="task-confirm"),
+    # by name, not import: the producer side imports nothing from `notifications` (DG-03)
+    path("", include("monitoring.urls")),
+    path("", include("notifications.urls")),
 ]

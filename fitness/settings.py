@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "branches",
     "tasks",
     "ml",
+    "monitoring",
     "notifications",
 ]
 
@@ -243,4 +244,58 @@ LOGGING = {
         "amqp": {"level": "WARNING"},
         "kombu": {"level": "WARNING"},
     },
+}
+
+# --- Equipment monitoring and push notifications (issue 5) ---------------------------
+# Fault rules: error codes and thresholds, each with a severity ("info", "warning",
+# "critical"); see monitoring/rules.py. The environment variable MONITORING_FAULT_RULES
+# (a JSON object of the same shape) replaces these defaults.
+MONITORING_FAULT_RULES = {
+    "error_codes": {
+        "E21": {"severity": "critical", "message": "Drain failure: the water does not drain"},
+        "E31": {"severity": "warning", "message": "Water level sensor fault"},
+        "E41": {"severity": "critical", "message": "Door lock failure"},
+        "E51": {"severity": "critical", "message": "Motor overload"},
+        "E61": {"severity": "critical", "message": "Heater failure"},
+    },
+    # Any other error code opens a fault of this severity (None: other codes are ignored).
+    "unknown_error_code_severity": "warning",
+    "thresholds": {
+        "overheat": {"field": "temperature_c", "above": 95, "kinds": ["washer"], "severity": "critical",
+                     "message": "Overheating: {value} °C (limit {limit} °C)"},
+        "dryer_overheat": {"field": "temperature_c", "above": 110, "kinds": ["dryer"], "severity": "critical",
+                           "message": "Dryer overheating: {value} °C (limit {limit} °C)"},
+        "vibration": {"field": "vibration_g", "above": 2.5, "severity": "warning",
+                      "message": "Excessive vibration: {value} g (limit {limit} g); unbalanced load?"},
+        "door_open_in_cycle": {"field": "door_open", "equals": True, "severity": "critical",
+                               "cycle_states": ["washing", "rinsing", "spinning", "drying"],
+                               "message": "The door is open during a cycle"},
+    },
+}
+if os.environ.get("MONITORING_FAULT_RULES"):
+    import json
+
+    MONITORING_FAULT_RULES = json.loads(os.environ["MONITORING_FAULT_RULES"])
+# Telemetry: readings per request, how far a machine's clock may run ahead, and how old a
+# buffered reading may be.
+MONITORING_TELEMETRY_MAX_READINGS = env_int("MONITORING_TELEMETRY_MAX_READINGS", 500)
+MONITORING_MAX_CLOCK_SKEW_SECONDS = env_int("MONITORING_MAX_CLOCK_SKEW_SECONDS", 60)
+MONITORING_MAX_READING_AGE_SECONDS = env_int("MONITORING_MAX_READING_AGE_SECONDS", 7 * 24 * 3600)
+# Push notifications: "fcm" (firebase-admin) or "inbox" (stored only, the default when no
+# credential is configured). FCM uses the service-account JSON in FCM_CREDENTIALS_FILE,
+# or Google's application default credentials (GOOGLE_APPLICATION_CREDENTIALS, …).
+FCM_CREDENTIALS_FILE = env("FCM_CREDENTIALS_FILE", "")
+PUSH_BACKEND = env(
+    "PUSH_BACKEND", "fcm" if FCM_CREDENTIALS_FILE or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") else "inbox"
+)
+# Another FCM endpoint (scheme://host[:port]), e.g. an emulator; empty: Google's.
+FCM_ENDPOINT_URL = env("FCM_ENDPOINT_URL", "")
+# Recipients and pushes per batch (FCM's send_each takes at most 500), and the HTTP timeout.
+PUSH_BATCH_SIZE = min(env_int("PUSH_BATCH_SIZE", 500), 500)
+PUSH_TIMEOUT_SECONDS = env_float("PUSH_TIMEOUT_SECONDS", 10.0)
+# Two "status" choice sets now appear in the API (tasks, notifications): the schema names them.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),
+    "TaskStatusEnum": "tasks.models.LaundryTask.Status",
+    "NotificationStatusEnum": "notifications.models.Notification.Status",
 }

@@ -1,8 +1,11 @@
 import os
+from importlib import import_module
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.module_loading import module_has_submodule
 
 from branches.models import Branch, Helper
 
@@ -18,7 +21,8 @@ class Command(BaseCommand):
         "Load the demo data of `make run`, idempotently: the administrator `admin` (password "
         "DEMO_ADMIN_PASSWORD, default `admin`) and two branches, each with an owner and a helper "
         "(owner1/helper1 at the first, owner2/helper2 at the second; every password is "
-        "<username>-pass). Running it again resets those accounts' passwords and changes nothing else."
+        "<username>-pass), plus what each app's `demo` module adds (equipment, customers, device "
+        "tokens). Running it again resets those accounts' passwords and changes nothing else."
     )
 
     @transaction.atomic
@@ -35,6 +39,9 @@ class Command(BaseCommand):
             helper = self._user(User, helper_name, f"{helper_name}-pass", staff=False)
             Helper.objects.update_or_create(user=helper, defaults={"branch": branch})
             self.stdout.write(f"branch {branch.name}: owner {owner_name}, helper {helper_name}")
+        for config in apps.get_app_configs():  # each app's own demo rows (its `demo` module), by name
+            if module_has_submodule(config.module, "demo"):
+                import_module(f"{config.name}.demo").load_demo_data(stdout=self.stdout)
         self.stdout.write("demo data loaded (passwords: admin/admin, otherwise <username>-pass)")
 
     def _user(self, User, username: str, password: str, *, staff: bool):

@@ -1,0 +1,138 @@
+"""The notification consumers: fault alerts (`equipment.fault`, the `worker-alerts` pool) and
+recommendations (`preference.created`, the `worker-notify` pool).
+
+Pushes leave the system, so no database rollback can take them back. They are therefore
+sent in the consumer's `on_start` step, which commits each batch of push records as it
+goes, before the event is recorded as processed: a retry after a partial send pushes only
+what is still pending, and a full redelivery is skipped by the base consumer. The handler
+itself runs in the idempotency transaction once everything went out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery.signals import celeryd_after_setup, worker_process_init
+
+from branches.selectors import customer_ids_matching_offer, offer_get
+from messaging.consumers import event_consumer
+from messaging.contracts import BranchPreferenceCreatedEvent, EquipmentFaultEvent
+from messaging.errors import PermanentError, TransientError
+from monitoring.selectors import fault_alert_target
+from notifications.backends import push_backend
+from notifications.models import Notification
+from notifications.services import DispatchReport, notification_dispatch, push_abandon
+
+logger = logging.getLogger(__name__)
+
+PUSH_QUEUES = {"equipment.fault", "preference.created"}
+
+
+def fault_key(event: EquipmentFaultEvent) -> str:
+    return f"equipment_fault:{event.fault_id}"
+
+
+def offer_key(event: BranchPreferenceCreatedEvent) -> str:
+    return f"recommendation:{event.offer_id}"
+
+
+def _retry_if_pending(report: DispatchReport, what: str) -> None:
+    if report.to_retry:
+        raise TransientError(f"{report.to_retry} push(es) of {what} failed for now ({report.last_error}); retrying")
+
+
+def _push_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
+    target = fault_alert_target(equipment_id=event.equipment_id)
+    if target is None:
+        raise PermanentError(f"equipment {event.equipment_id} of fault {event.fault_id} does not exist")
+    detected = event.detected_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    report = notification_dispatch(
+        kind=Notification.Kind.EQUIPMENT_FAULT,
+        key=fault_key(event),
+        event_id=envelope.event_id,
+        recipient_ids=[target.owner_id],
+        title=f"{event.severity.upper()}: {target.equipment_name} at {target.branch_name}",
+        body=f"{event.message} (code {event.code}, detected {detected})",
+        data={
+            "fault_id": event.fault_id, "equipment_id": event.equipment_id, "equipment": target.equipment_name,
+            "equipment_kind": target.equipment_kind, "branch_id": event.branch_id, "code": event.code,
+            "severity": event.severity, "detected_at": event.detected_at.isoformat(),
+        },
+        urgent=event.severity == "critical",
+    )
+    _retry_if_pending(report, f"fault {event.fault_id}")
+
+
+def _abandon_fault_alert(event: EquipmentFaultEvent, envelope, exc: BaseException) -> None:
+    push_abandon(key=fault_key(event), reason=f"retries exhausted: {exc}")
+
+
+@event_consumer(
+    EquipmentFaultEvent,
+    name="notifications.send_fault_alert",
+    on_start=_push_fault_alert,
+    on_dead_letter=_abandon_fault_alert,
+    soft_time_limit=20,
+    time_limit=30,
+)
+def send_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
+    """The owner's devices have the alert (see `_push_fault_alert`); nothing is left to do."""
+
+
+def _push_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None:
+    offer = offer_get(offer_id=event.offer_id)
+    if offer is None:
+        raise PermanentError(f"offer {event.offer_id} of branch {event.branch_id} does not exist")
+    report = notification_dispatch(
+        kind=Notification.Kind.RECOMMENDATION,
+        key=offer_key(event),
+        event_id=envelope.event_id,
+        # one query; its rows are read in batches, never all customers into memory
+        recipient_ids=customer_ids_matching_offer(offer=offer).iterator(chunk_size=2000),
+        title=f"{offer.branch.name}: {offer.title}",
+        body=offer.body or f"{offer.branch.name} matches what you are looking for.",
+        data={"branch_id": offer.branch_id, "offer_id": offer.pk},
+    )
+    logger.info("offer %s recommended to %s customer(s): %s pushed", offer.pk, report.notifications, report.sent)
+    _retry_if_pending(report, f"offer {event.offer_id}")
+
+
+def _abandon_recommendations(event: BranchPreferenceCreatedEvent, envelope, exc: BaseException) -> None:
+    push_abandon(key=offer_key(event), reason=f"retries exhausted: {exc}")
+
+
+@event_consumer(
+    BranchPreferenceCreatedEvent,
+    name="notifications.send_recommendations",
+    on_start=_push_recommendations,
+    on_dead_letter=_abandon_recommendations,
+)
+def send_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None:
+    """The matching customers have their recommendation (see `_push_recommendations`)."""
+
+
+_consumes_push_queues = False
+
+
+@celeryd_after_setup.connect
+def _note_queues(sender, instance, **_: object) -> None:
+    # Runs in the worker's main process before the pool forks: only the pools that push
+    # (worker-alerts, worker-notify) warm the push backend, not the AI or MLOps pools.
+    global _consumes_push_queues
+    _consumes_push_queues = bool(PUSH_QUEUES & set(instance.app.amqp.queues.consume_from or {}))
+
+
+@worker_process_init.connect
+def _warm_up_push_backend(**_: object) -> None:
+    if not _consumes_push_queues:
+        return
+    started = time.monotonic()
+    try:
+        backend = push_backend()
+        backend.warm_up()  # import firebase-admin, load the credential, fetch the OAuth token
+        Notification.objects.exists()  # connect to PostgreSQL now, not on the first alert
+    except Exception as exc:
+        logger.warning("push backend not warmed up (the first push will try again): %s", exc)
+        return
+    logger.info("push backend %s ready in %.0f ms", backend.name, (time.monotonic() - started) * 1000)
