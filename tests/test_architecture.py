@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support import ROOT
 
-PRODUCER_PACKAGES = ["fitness", "messaging", "tasks", "branches"]
+PRODUCER_PACKAGES = ["fitness", "messaging", "tasks", "branches", "monitoring"]
 CONSUMER_PACKAGES = {"ml", "notifications"}
 
 
@@ -39,7 +39,7 @@ from fitness.wsgi import application
 from django.urls import get_resolver
 from django.test import Client
 import pkgutil, importlib
-for package in ("fitness", "messaging", "tasks", "branches"):
+for package in ("fitness", "messaging", "tasks", "branches", "monitoring"):
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(module.__path__, package + "."):
         if ".migrations" not in info.name:
