@@ -80,6 +80,8 @@ def program(words: list[str]) -> list[str]:
         words = shlex.split(words[2])
     while words and (re.match(r"^[A-Z_]+=", words[0]) or words[0] == "exec"):
         words = words[1:]
+    if words[:2] == ["nice", "-n"]:  # a CPU priority on a shared host; pods get CPU requests instead
+        words = words[3:]
     return words[:3]
 
 
