@@ -7,7 +7,9 @@ Procfile's `-Q` lists) reads them from here.
                                                                                  │ reject /
                                                                                  │ delivery limit
     fitness.dead-letter (direct) ◀──────────── dead-letter routing key = queue name
-              └──────────▶ <queue>.dlq
+              ├──────────▶ <queue>.dlq             (held for `manage.py dlq` to inspect, replay, purge)
+              └──────────▶ dead-letters.archive    (every work queue's key; the archiver records
+                                                    each dead letter in PostgreSQL)
 
 Every work queue is a durable quorum queue (replicated, persistent) with an explicit
 delivery limit, so a message that keeps crashing its worker is dead-lettered instead of
@@ -19,13 +21,22 @@ Retries with a countdown use Celery's native delayed delivery (the `celery_delay
 queues), which routes a delayed message back through a *topic* exchange; that is why the
 work exchange is a topic exchange and why the dead-letter routing key is set explicitly
 (a delayed message's routing key carries a binary delay prefix).
+
+Each dead letter is routed twice by the direct dead-letter exchange: to its queue's `.dlq`,
+where it waits for an operator (RabbitMQ keeps the message itself, so a replay republishes
+exactly what failed), and to the one archive queue, bound with every work queue's routing
+key, whose consumer (`manage.py archive_dead_letters`, the `dead-letters` process) records
+it in PostgreSQL. The history therefore survives a purge of the `.dlq`, is searchable in the
+admin, and a message dead-lettered by the delivery limit (its worker died, so no failure
+handler ran) still reaches its consumer's dead-letter hook. With at-least-once
+dead-lettering RabbitMQ keeps the message in the work queue until both copies are stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, binding
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
     declare_native_delayed_delivery_exchanges_and_queues,
@@ -34,6 +45,9 @@ from kombu.transport.native_delayed_delivery import (
 EVENTS_EXCHANGE = Exchange("fitness.events", type="topic", durable=True, delivery_mode="persistent")
 DEAD_LETTER_EXCHANGE = Exchange("fitness.dead-letter", type="direct", durable=True)
 DEAD_LETTER_SUFFIX = ".dlq"
+# Every dead letter of every work queue is also copied here for the dead-letter archiver.
+DEAD_LETTER_ARCHIVE_QUEUE = "dead-letters.archive"
+DEAD_LETTER_ARCHIVE_PROCESS = "dead-letters"
 
 # How many times RabbitMQ hands out the same message (worker crash, requeue) before it
 # dead-letters it. Celery retries publish a fresh copy, so they do not count against it.
@@ -124,6 +138,24 @@ def dead_letter_queue_names() -> list[str]:
     return [queue.dead_letter_queue_name for queue in WORK_QUEUES]
 
 
+def work_queue_of_dead_letter_queue(name: str) -> WorkQueue:
+    """The work queue whose dead letters `name` (`<queue>.dlq`) holds."""
+    for queue in WORK_QUEUES:
+        if queue.dead_letter_queue_name == name:
+            return queue
+    raise UnknownRoute(f"no dead-letter queue named {name!r}; known: {', '.join(dead_letter_queue_names())}")
+
+
+def dead_letter_archive_queue() -> Queue:
+    """The archive queue: bound to the dead-letter exchange with every work queue's key."""
+    return Queue(
+        DEAD_LETTER_ARCHIVE_QUEUE,
+        bindings=[binding(DEAD_LETTER_EXCHANGE, routing_key=queue.name) for queue in WORK_QUEUES],
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+
+
 def queue_for_event(event_type: str) -> str:
     try:
         return EVENT_ROUTES[event_type]
@@ -163,4 +195,6 @@ def declare_topology(connection: Connection) -> list[str]:
         declared.append(f"queue {queue.name} (quorum, delivery limit {queue.delivery_limit})")
         queue.dead_letter_queue().bind(channel).declare()
         declared.append(f"queue {queue.dead_letter_queue_name} (quorum, dead letters of {queue.name})")
+    dead_letter_archive_queue().bind(channel).declare()
+    declared.append(f"queue {DEAD_LETTER_ARCHIVE_QUEUE} (quorum, a copy of every dead letter for the archiver)")
     return declared

@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from messaging.models import OutboxMessage, ProcessedEvent
+from fitness import topology
+from messaging.dead_letters import Selection, dead_letters_replay
+from messaging.models import DeadLetter, OutboxMessage, ProcessedEvent
 
 
 @admin.register(OutboxMessage)
@@ -28,3 +30,59 @@ class ProcessedEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    """The dead letters' history; "Replay selected" runs the same replay as `manage.py dlq replay`."""
+
+    list_display = ("event_type", "event_id", "queue", "status", "reason", "deaths", "last_dead_at", "short_error",
+                    "replays", "replayed_at", "replayed_by")
+    list_filter = ("queue", "event_type", "reason", ("replayed_at", admin.EmptyFieldListFilter),
+                   ("purged_at", admin.EmptyFieldListFilter))
+    search_fields = ("event_id", "event_type", "error", "consumer")
+    date_hierarchy = "last_dead_at"
+    readonly_fields = [f.name for f in DeadLetter._meta.fields if f.editable] + ["status"]
+    actions = ["replay_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="error")
+    def short_error(self, obj: DeadLetter) -> str:
+        return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
+
+    @admin.action(description="Replay selected dead letters (each once; only those still in their .dlq)")
+    def replay_selected(self, request, queryset):
+        known = set(topology.queue_names())
+        selected = [(queue, event_id) for queue, event_id in queryset.values_list("queue", "event_id")
+                    if queue in known]
+        if not selected:
+            self.message_user(request, "None of the selected dead letters belongs to a known work queue.",
+                              messages.WARNING)
+            return
+        report = dead_letters_replay(
+            selection=Selection(
+                queues=tuple(sorted({queue for queue, _ in selected})), only=frozenset(selected),
+                event_ids=frozenset(event_id for _, event_id in selected),
+            ),
+            replayed_by=request.user.get_username() + " (admin)",
+        )
+        replayed = report.count("replayed")
+        if replayed:
+            self.message_user(request, f"Replayed {replayed} dead letter(s) to their work queues.", messages.SUCCESS)
+        if report.not_found:
+            self.message_user(
+                request,
+                f"{len(report.not_found)} not in a dead-letter queue any more (already replayed or purged): "
+                f"{', '.join(report.not_found[:10])}{' …' if len(report.not_found) > 10 else ''}",
+                messages.WARNING,
+            )
+        if report.skipped:
+            self.message_user(request, f"{report.skipped} cannot be replayed (not an event envelope).",
+                              messages.WARNING)
+        if report.error:
+            self.message_user(request, f"The replay stopped early: {report.error}", messages.ERROR)

@@ -51,10 +51,10 @@ class _Publisher(threading.local):
             except Exception:  # it is already broken; closing is best effort
                 logger.debug("closing a failed broker connection raised", exc_info=True)
 
-    def publish(self, queue: str, body: dict[str, Any]) -> None:
+    def publish(self, queue: str, body: dict[str, Any], headers: dict[str, Any] | None = None) -> None:
         reused = self.producer is not None
         try:
-            self._send(queue, body)
+            self._send(queue, body, headers)
         except Exception as first_error:
             self.discard()
             if not reused:
@@ -62,12 +62,12 @@ class _Publisher(threading.local):
             # A kept connection may have died since its last use (broker restart):
             # one fresh connection is worth a try before giving up.
             try:
-                self._send(queue, body)
+                self._send(queue, body, headers)
             except Exception as exc:
                 self.discard()
                 raise BrokerUnavailable(_describe(exc)) from exc
 
-    def _send(self, queue: str, body: dict[str, Any]) -> None:
+    def _send(self, queue: str, body: dict[str, Any], extra_headers: dict[str, Any] | None) -> None:
         producer = self._connect()
         # Celery's message protocol 2, built by Celery itself; published by kombu
         # directly because `send_task`'s routing machinery costs more CPU than the
@@ -87,6 +87,7 @@ class _Publisher(threading.local):
             schema_version=body["schema_version"],
             correlation_id=body.get("correlation_id") or "",
         )
+        headers.update(extra_headers or {})
         producer.publish(
             message_body,
             exchange=topology.EVENTS_EXCHANGE.name,
@@ -121,12 +122,13 @@ def _describe(exc: BaseException) -> str:
 _publisher = _Publisher()
 
 
-def publish_envelope(queue: str, body: dict[str, Any]) -> None:
+def publish_envelope(queue: str, body: dict[str, Any], *, headers: dict[str, Any] | None = None) -> None:
     """Publish one envelope to `queue` and wait for RabbitMQ's confirm.
 
+    `headers` are added to the message's (a replay marks its number there).
     Raises BrokerUnavailable when RabbitMQ cannot be reached or does not take it.
     """
-    _publisher.publish(queue, body)
+    _publisher.publish(queue, body, headers)
 
 
 def close_connection() -> None:

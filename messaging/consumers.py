@@ -13,7 +13,8 @@ What the decorator gives every handler, so that no handler repeats it:
   earlier attempt failed finds no record and no half-done effects;
 * retries: any exception except a PermanentError retries after 1 s, 2 s and 4 s (no
   jitter) and the final failure is rejected, so RabbitMQ dead-letters it to `<queue>.dlq`
-  with its body intact;
+  with its body intact; the error is recorded first in the dead letter's history
+  (`messaging.dead_letters`), since a rejection cannot carry it;
 * logging with event_id, event type and correlation_id; the correlation id also flows
   into events the handler publishes.
 
@@ -35,6 +36,7 @@ from django.db import connection, transaction
 
 from fitness import topology
 from messaging.correlation import correlation_scope
+from messaging.dead_letters import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
 from messaging.models import ProcessedEvent
@@ -78,11 +80,14 @@ class EventConsumerTask(Task):
         # the default queue (there is none, on purpose); by our topology's convention the
         # routing key names the queue, once the delayed-delivery prefix is stripped.
         if queue is None:
-            delivery_info = (request if request is not None else self.request).delivery_info or {}
-            routing_key = _DELAY_PREFIX.sub("", delivery_info.get("routing_key") or "")
-            if routing_key in topology.queue_names():
-                queue = routing_key
+            queue = self._work_queue(request if request is not None else self.request)
         return super().signature_from_request(request, args, kwargs, queue=queue, **options)
+
+    @staticmethod
+    def _work_queue(request) -> str | None:
+        """The work queue a message came from: its routing key, without a delay prefix."""
+        routing_key = _DELAY_PREFIX.sub("", (request.delivery_info or {}).get("routing_key") or "")
+        return routing_key if routing_key in topology.queue_names() else None
 
     def _event_fields(self, kwargs: dict) -> str:
         body = kwargs.get("event") if isinstance(kwargs, dict) else None
@@ -105,6 +110,7 @@ class EventConsumerTask(Task):
         logger.error(
             "dead-lettering (%s): %s: %s %s", reason, exc.__class__.__name__, exc, self._event_fields(kwargs)
         )
+        self._record_failure(exc, task_id, reason)
         if self.dead_letter_hook is None:
             return
         try:
@@ -115,6 +121,20 @@ class EventConsumerTask(Task):
             self.dead_letter_hook(payload, envelope, exc)
         except Exception:
             logger.exception("the dead-letter hook of %s failed %s", self.consumer_name, self._event_fields(kwargs))
+
+    def _record_failure(self, exc: BaseException, task_id: str, reason: str) -> None:
+        # basic.reject cannot carry the error, so it goes to the dead letter's history in
+        # PostgreSQL (before the message is rejected), where `manage.py dlq show` finds it.
+        queue = self._work_queue(self.request)
+        if queue is None:
+            return
+        try:
+            consumer_failure_record(
+                queue=queue, event_id=task_id, event_type=self.name, consumer=self.consumer_name,
+                error=f"{exc.__class__.__name__}: {exc} ({reason})",
+            )
+        except Exception:
+            logger.exception("could not record the failure of %s", task_id)
 
 
 def log_fields(event_id: Any, event_type: Any, correlation_id: Any, consumer: str) -> str:

@@ -54,3 +54,64 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.event_type} {self.event_id}"
+
+
+class DeadLetter(models.Model):
+    """The history of one event's dead-lettering from one work queue.
+
+    RabbitMQ holds the dead letter itself in `<queue>.dlq` until an operator replays or
+    purges it (`manage.py dlq`); this row is the record that outlives both: written by the
+    consumer when it gives up (`error`) and by the dead-letter archiver when the copy of
+    the dead letter arrives (`envelope`, `reason`, `deaths`, times), and updated by replays
+    and purges. One row per (queue, event): an event replayed and dead-lettered again
+    counts another death on the same row.
+    """
+
+    queue = models.CharField(max_length=100, help_text="The work queue the event died in.")
+    event_id = models.CharField(max_length=100, help_text="The envelope's event_id (also the Celery task id).")
+    event_type = models.CharField(max_length=100, blank=True)
+    consumer = models.CharField(max_length=200, blank=True)
+    envelope = models.JSONField(
+        null=True, blank=True, help_text="The event as it was dead-lettered (the message body if not an envelope)."
+    )
+    reason = models.CharField(
+        max_length=50, blank=True,
+        help_text="RabbitMQ's death reason: rejected (the consumer gave up) or delivery_limit (workers died).",
+    )
+    error = models.TextField(blank=True, help_text="Why the consumer gave up, as it logged it.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Deliveries before the last death.")
+    deaths = models.PositiveIntegerField(default=0, help_text="Times the event was dead-lettered from this queue.")
+    death_key = models.CharField(max_length=100, blank=True, editable=False)
+    first_dead_at = models.DateTimeField(null=True, blank=True)
+    last_dead_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="When the consumer recorded its error.")
+    replays = models.PositiveIntegerField(default=0)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replayed_by = models.CharField(max_length=150, blank=True)
+    purges = models.PositiveIntegerField(default=0)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    purged_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_dead_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "event_id"], name="dead_letter_once_per_queue_and_event"),
+        ]
+        indexes = [models.Index(fields=["event_type", "last_dead_at"], name="dead_letter_type_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'message'} {self.event_id} in {self.queue}.dlq ({self.status})"
+
+    @property
+    def status(self) -> str:
+        """What became of it: still `dead-lettered`, `replayed`, or `purged`.
+
+        Counted rather than compared by time, so an archiver that runs behind a replay or
+        purge still ends with the right state.
+        """
+        if self.deaths > self.replays + self.purges:
+            return "dead-lettered"
+        if self.purged_at and (self.replayed_at is None or self.purged_at >= self.replayed_at):
+            return "purged"
+        return "replayed" if self.replayed_at else "dead-lettered"

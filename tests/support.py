@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -129,3 +131,94 @@ def drain_queue(name: str) -> list:
                 return messages
             channel.basic_ack(message.delivery_tag)
             messages.append(message)
+
+
+@contextmanager
+def use_broker(url: str):
+    """Point this process's publishing (and the children it starts) at another broker URL."""
+    from messaging import broker
+
+    original = celery_app.conf.broker_url
+
+    def switch(to: str) -> None:
+        broker.close_connection()
+        os.environ["CELERY_BROKER_URL"] = to  # Celery prefers it over its configuration
+        celery_app.conf.broker_url = to
+        settings.CELERY_BROKER_URL = to
+
+    switch(url)
+    try:
+        yield url
+    finally:
+        switch(original)
+
+
+class CommandProcess:
+    """A long-running `manage.py` command (the relay, the dead-letter archiver) as a subprocess."""
+
+    def __init__(self, *args: str, name: str, log_dir: Path, ready: str, **env: str):
+        self.args = args
+        self.name = name
+        self.ready = ready.encode()
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> CommandProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self._offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", *self.args], cwd=ROOT, env=subprocess_env(**self.env),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for(self._ready, timeout=timeout, what=f"{self.name} to start ({self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+        return self.ready in self.log_path.read_bytes()[self._offset:]
+
+    def log(self) -> str:
+        return self.log_path.read_bytes()[self._offset:].decode(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if getattr(self, "_log", None) and not self._log.closed:
+            self._log.close()
+
+
+def dead_letter_archiver(log_dir: Path, name: str = "archiver") -> CommandProcess:
+    return CommandProcess(
+        "archive_dead_letters", name=name, log_dir=log_dir, ready="dead-letter archiver consuming"
+    )
+
+
+@contextmanager
+def own_vhost(suffix: str):
+    """A RabbitMQ vhost of its own on the shared broker, with the topology, in use meanwhile.
+
+    For tests that count what is in a queue: the session's vhost is shared by every test
+    (and its worker), this one only by the tests of one module.
+    """
+    from django.core.management import call_command
+
+    from tests.settings import BROKER_ROOT_URL, TEST_VHOST
+
+    vhost = f"{TEST_VHOST}-{suffix}"
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+        subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=120)
+    try:
+        with use_broker(f"{BROKER_ROOT_URL}/{vhost}") as url:
+            call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
+            yield url
+    finally:
+        subprocess.run([ctl, "-q", "delete_vhost", vhost], capture_output=True, timeout=120)

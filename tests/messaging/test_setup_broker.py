@@ -79,3 +79,17 @@ def test_dry_run_lists_the_topology_without_connecting(broker_url, capsys):
     out = capsys.readouterr().out
     for name in topology.queue_names():
         assert f"queue {name}" in out
+
+
+def test_every_dead_letter_is_also_routed_to_the_archive_queue(broker_vhost):
+    out = subprocess.run(
+        [shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", "list_bindings", "-p", broker_vhost, "--formatter",
+         "json", "source_name", "destination_name", "routing_key"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    bindings = {(b["source_name"], b["destination_name"], b["routing_key"]) for b in json.loads(out)}
+
+    assert list_queues(broker_vhost)[topology.DEAD_LETTER_ARCHIVE_QUEUE]["type"] == "quorum"
+    for work in topology.WORK_QUEUES:
+        assert ("fitness.dead-letter", f"{work.name}.dlq", work.name) in bindings
+        assert ("fitness.dead-letter", topology.DEAD_LETTER_ARCHIVE_QUEUE, work.name) in bindings

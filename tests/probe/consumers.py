@@ -1,8 +1,15 @@
+import os
 import time
 
 from messaging.consumers import event_consumer
 from messaging.errors import PermanentError, TransientError
-from tests.probe.events import ProbeFailingEvent, ProbeRecordedEvent
+from tests.probe.events import (
+    ProbeCrashEvent,
+    ProbeFailingEvent,
+    ProbeFixableEvent,
+    ProbeRecordedEvent,
+    ProbeSlowEvent,
+)
 from tests.probe.models import ProbeEffect
 
 
@@ -20,3 +27,27 @@ def fail_probe(event: ProbeFailingEvent, envelope) -> None:
     if event.permanent:
         raise PermanentError(f"probe {event.label} is broken for good")
     raise TransientError(f"probe {event.label} fails every time")
+
+
+def _record_dead_letter(event, envelope, exc: BaseException) -> None:
+    # like ml's hook that marks the task failed: the effect tests look for
+    ProbeEffect.objects.create(label=f"dead-lettered:{event.label}", event_id=envelope.event_id,
+                               correlation_id=str(exc)[:200])
+
+
+@event_consumer(ProbeCrashEvent, name="tests.crash_probe", on_dead_letter=_record_dead_letter)
+def crash_probe(event: ProbeCrashEvent, envelope) -> None:
+    os._exit(13)  # what a segfault or the OOM killer does to the pool process
+
+
+@event_consumer(ProbeSlowEvent, name="tests.slow_probe")
+def slow_probe(event: ProbeSlowEvent, envelope) -> None:
+    time.sleep(event.seconds)
+    ProbeEffect.objects.create(label=event.label, event_id=envelope.event_id)
+
+
+@event_consumer(ProbeFixableEvent, name="tests.fixable_probe", on_dead_letter=_record_dead_letter)
+def fixable_probe(event: ProbeFixableEvent, envelope) -> None:
+    if not os.path.exists(event.fixed_when):
+        raise PermanentError(f"probe {event.label} hits a bug (not fixed yet)")
+    ProbeEffect.objects.create(label=event.label, event_id=envelope.event_id)

@@ -23,3 +23,36 @@ class ProbeFailingEvent(Event):
     label: str
     attempt_log: str
     permanent: bool = False
+
+
+class ProbeCrashEvent(Event):
+    """Its consumer kills its own worker process (`os._exit`): a poison message."""
+
+    event_type = "ProbeCrashEvent"
+    schema_version = 1
+    producer = "tests"
+
+    label: str
+
+
+class ProbeSlowEvent(Event):
+    """Its consumer takes `seconds`, then writes one ProbeEffect row (work in flight at a shutdown)."""
+
+    event_type = "ProbeSlowEvent"
+    schema_version = 1
+    producer = "tests"
+
+    label: str
+    seconds: float
+
+
+class ProbeFixableEvent(Event):
+    """Its consumer fails for good until the file `fixed_when` exists, then writes a ProbeEffect:
+    a bug that is fixed after its events were dead-lettered."""
+
+    event_type = "ProbeFixableEvent"
+    schema_version = 1
+    producer = "tests"
+
+    label: str
+    fixed_when: str

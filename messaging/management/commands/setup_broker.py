@@ -7,7 +7,8 @@ from fitness.celery import app as celery_app
 class Command(BaseCommand):
     help = (
         "Declare the RabbitMQ topology of fitness/topology.py: the event and dead-letter "
-        "exchanges, every quorum work queue with its dead-letter queue, and Celery's "
+        "exchanges, every quorum work queue with its dead-letter queue, the dead-letter "
+        "archive queue, and Celery's "
         "delayed-delivery queues. Idempotent: running it again changes nothing. Run it "
         "before starting workers; they declare only the queues they consume."
     )
@@ -26,6 +27,10 @@ class Command(BaseCommand):
                     f"queue {queue.name:<20} -> {queue.dead_letter_queue_name:<24} "
                     f"consumed by {queue.process:<14} {queue.arguments}"
                 )
+            self.stdout.write(
+                f"queue {topology.DEAD_LETTER_ARCHIVE_QUEUE:<20} <- every dead letter (keys "
+                f"{', '.join(topology.queue_names())}), consumed by {topology.DEAD_LETTER_ARCHIVE_PROCESS}"
+            )
             return
         connection = celery_app.connection_for_write()
         where = connection.as_uri()  # the password is masked
@@ -46,5 +51,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  declared {line}")
         self.stdout.write(self.style.SUCCESS(
             f"RabbitMQ topology ready at {where}: "
-            f"{len(topology.WORK_QUEUES)} work queues, {len(topology.WORK_QUEUES)} dead-letter queues"
+            f"{len(topology.WORK_QUEUES)} work queues, {len(topology.WORK_QUEUES)} dead-letter queues, "
+            f"the dead-letter archive queue"
         ))

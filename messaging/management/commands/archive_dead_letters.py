@@ -1,0 +1,96 @@
+import logging
+import signal
+import time
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from kombu.mixins import ConsumerMixin
+
+from fitness import topology
+from fitness.celery import app as celery_app
+from messaging.dead_letters import dead_letter_archive, decode_body, parse_dead_letter
+
+logger = logging.getLogger("messaging.dead_letters")
+
+PREFETCH = 20
+DATABASE_RETRY_SECONDS = 2.0
+
+
+class Archiver(ConsumerMixin):
+    """Consumes the dead-letter archive queue; one database transaction per dead letter.
+
+    A plain kombu consumer, not a Celery worker: the messages in the archive queue are
+    Celery task messages, and a Celery worker would run them. A message is acknowledged
+    after its record committed, and recording is idempotent, so a crash in between
+    records nothing twice. kombu's ConsumerMixin reconnects when RabbitMQ goes away.
+    """
+
+    def __init__(self, command: "Command", *, once: bool = False):
+        self.connection = celery_app.connection_for_read()
+        self.command = command
+        self.once = once
+        self.archived = 0
+        self.idle_since = time.monotonic()
+
+    def get_consumers(self, Consumer, channel):
+        return [Consumer(queues=[topology.dead_letter_archive_queue()], on_message=self.on_message,
+                         prefetch_count=PREFETCH)]
+
+    def on_message(self, message) -> None:
+        self.idle_since = time.monotonic()
+        queue = (message.delivery_info or {}).get("routing_key") or ""
+        dead_letter = parse_dead_letter(queue, message.headers, decode_body(message.body, message.content_type))
+        try:
+            close_old_connections()
+            result = dead_letter_archive(dead_letter)
+        except Exception as exc:  # PostgreSQL is unavailable: keep the message, try again soon
+            self.command.stderr.write(f"could not archive {dead_letter.event_id}, retrying: {exc}")
+            time.sleep(DATABASE_RETRY_SECONDS)
+            message.requeue()
+            return
+        message.ack()
+        if result.new_death:
+            self.archived += 1
+            hook = "; the consumer's dead-letter hook ran" if result.hook_ran else ""
+            self.command.stdout.write(
+                f"archived: queue={queue} event_type={dead_letter.event_type} event_id={dead_letter.event_id} "
+                f"reason={dead_letter.reason} deaths={result.record.deaths}{hook}"
+            )
+
+    def on_connection_error(self, exc, interval):
+        self.command.stderr.write(f"RabbitMQ connection lost, reconnecting in {interval} s: {exc}")
+
+    def on_iteration(self):
+        if self.once and time.monotonic() - self.idle_since > 1.0:
+            self.should_stop = True
+
+
+class Command(BaseCommand):
+    help = (
+        "Record every dead letter in PostgreSQL (the `dead-letters` process). RabbitMQ copies "
+        "each dead letter of every work queue to the queue dead-letters.archive; this keeps "
+        "one record per event and queue (error, reason, deaths, times), searchable in the "
+        "admin under Messaging > Dead letters and kept after a replay or purge. For a message "
+        "dead-lettered by the delivery limit (its worker died, so the consumer could not say "
+        "it failed) it also runs the consumer's dead-letter hook, e.g. marking the task failed. "
+        "Runs until SIGTERM/SIGINT; several may run at once."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--once", action="store_true", help="Archive what is waiting now and exit (when idle for 1 s)."
+        )
+
+    def handle(self, *args, once: bool = False, **options):
+        archiver = Archiver(self, once=once)
+
+        def stop(signum, frame):
+            archiver.should_stop = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.stdout.write(
+            f"dead-letter archiver consuming {topology.DEAD_LETTER_ARCHIVE_QUEUE} at {archiver.connection.as_uri()}"
+        )
+        archiver.run()  # sees a stop request within 1 s
+        self.stdout.write(f"dead-letter archiver stopped ({archiver.archived} dead letter(s) archived)")
