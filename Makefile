@@ -9,7 +9,7 @@ FLOWER_BASIC_AUTH ?= admin:admin
 export FLOWER_PORT FLOWER_BASIC_AUTH
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test setup demo-data lint bench help
+.PHONY: run test setup demo-data lint bench verify help
 
 help:
 	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
@@ -17,6 +17,7 @@ help:
 	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, setup_broker"
 	@echo "make lint   ruff"
 	@echo "make bench  the benchmarks in benchmarks/"
+	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes)"
 
 setup:
 	@scripts/bootstrap.sh
@@ -44,3 +45,6 @@ lint:
 
 bench: setup
 	@python benchmarks/publish.py
+
+verify: setup
+	@python benchmarks/verify.py

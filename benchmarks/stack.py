@@ -4,6 +4,9 @@ media directory, removed afterwards, so a running `make run` is never disturbed.
     with BenchStack() as stack:          # in a script run from the repository root
         ...Django is set up against the private database and vhost...
         subprocess.Popen([...], env=stack.env)   # children share them
+
+    with RabbitMQNode() as node, BenchStack("faults", node=node):   # a private broker node
+        ...                                 # (tests/rabbitmq_node.py) that may be stopped
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ def rabbitmqctl(*args: str) -> None:
 
 
 class BenchStack:
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, node=None):
         self.run = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.node = node  # a tests.rabbitmq_node.RabbitMQNode instead of the shared RabbitMQ
         self.vhost = f"fitness-bench-{self.run}"
         self.media = Path(tempfile.mkdtemp(prefix=f"fitness-bench-{self.run}-"))
         broker_root = os.environ.get("BENCH_BROKER_ROOT_URL", "amqp://guest:guest@127.0.0.1:5672")
+        if node is not None:
+            broker_root = node.vhost_url("").rstrip("/")
         # Set before Django reads its settings, and inherited by every child process.
-        os.environ["CELERY_BROKER_URL"] = f"{broker_root}/{self.vhost}"
+        broker_url = f"{broker_root}/{self.vhost}"
+        if hasattr(node, "broker_url"):
+            broker_url = node.broker_url(self.vhost)  # a cluster: every node's URL (Celery's failover)
+        os.environ["CELERY_BROKER_URL"] = broker_url
         os.environ["DATABASE_TEST_NAME"] = f"bench_{self.run.replace('-', '_')}"
         os.environ["MEDIA_ROOT"] = str(self.media)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
@@ -47,8 +56,8 @@ class BenchStack:
         from django.db import connection
 
         print(f"setting up: database {os.environ['DATABASE_TEST_NAME']}, vhost {self.vhost}", file=sys.stderr)
-        rabbitmqctl("add_vhost", self.vhost)
-        rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+        self._ctl("add_vhost", self.vhost)
+        self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
         self._test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
         from tests.support import database_url
@@ -60,6 +69,12 @@ class BenchStack:
         )
         return self
 
+    def _ctl(self, *args: str) -> None:
+        if self.node is not None:
+            self.node.ctl(*args)
+        else:
+            rabbitmqctl(*args)
+
     def __exit__(self, *exc_info) -> None:
         from django.db import connection
 
@@ -69,7 +84,7 @@ class BenchStack:
         connection.close()
         if self._test_db:
             connection.creation.destroy_test_db(self._test_db, verbosity=0)
-        rabbitmqctl("delete_vhost", self.vhost)
+        self._ctl("delete_vhost", self.vhost)
         shutil.rmtree(self.media, ignore_errors=True)
 
 
