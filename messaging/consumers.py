@@ -166,6 +166,7 @@ def event_consumer(
     name: str,
     on_start: Callable[[Any, Envelope], None] | None = None,
     on_dead_letter: Callable[[Any, Envelope, BaseException], None] | None = None,
+    atomic: bool = True,
     **task_options: Any,
 ) -> Callable[[Handler], Task]:
     """Register `handler(event, envelope)` as the consumer of `contracts`.
@@ -175,7 +176,12 @@ def event_consumer(
     stable). `on_start(event, envelope)` runs and commits before the handler's
     transaction (e.g. to show "in progress"); it must be idempotent. `on_dead_letter(event,
     envelope, exc)` runs once the event is given up on (e.g. to mark its task failed).
-    Extra keyword arguments are Celery task options (e.g. time limits).
+
+    `atomic=False` is for handlers whose effects leave the system (pushes): no rollback can
+    take those back, so the handler runs outside a transaction, makes its own progress
+    durable as it goes and must be safe to run again (e.g. one record per recipient, sent
+    once); the event is recorded as processed when it returns, and a redelivery after that
+    is skipped. Extra keyword arguments are Celery task options (e.g. time limits).
     """
     if not contracts:
         raise TypeError("event_consumer needs at least one event contract")
@@ -201,11 +207,19 @@ def event_consumer(
             with correlation_scope(envelope.correlation_id):
                 if on_start is not None and not already_processed(name, envelope):
                     on_start(payload, envelope)
-                with transaction.atomic():
-                    if not claim_event(name, envelope):
+                if atomic:
+                    with transaction.atomic():
+                        if not claim_event(name, envelope):
+                            logger.info("skipped: already processed %s", fields)
+                            return "duplicate"
+                        handler(payload, envelope)
+                else:
+                    if already_processed(name, envelope):
                         logger.info("skipped: already processed %s", fields)
                         return "duplicate"
                     handler(payload, envelope)
+                    with transaction.atomic():
+                        claim_event(name, envelope)
             logger.info("processed in %.1f ms %s", (time.monotonic() - started) * 1000, fields)
             return "processed"
 

@@ -1,11 +1,10 @@
 """The notification consumers: fault alerts (`equipment.fault`, the `worker-alerts` pool) and
 recommendations (`preference.created`, the `worker-notify` pool).
 
-Pushes leave the system, so no database rollback can take them back. They are therefore
-sent in the consumer's `on_start` step, which commits each batch of push records as it
-goes, before the event is recorded as processed: a retry after a partial send pushes only
-what is still pending, and a full redelivery is skipped by the base consumer. The handler
-itself runs in the idempotency transaction once everything went out.
+Pushes leave the system, so no database rollback can take them back: both consumers are
+`atomic=False`. Each batch of push records is committed as it goes, before the event is
+recorded as processed, so a retry after a partial send pushes only what is still pending,
+and a redelivery after everything went out is skipped by the base consumer.
 """
 
 from __future__ import annotations
@@ -42,7 +41,20 @@ def _retry_if_pending(report: DispatchReport, what: str) -> None:
         raise TransientError(f"{report.to_retry} push(es) of {what} failed for now ({report.last_error}); retrying")
 
 
-def _push_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
+def _abandon_fault_alert(event: EquipmentFaultEvent, envelope, exc: BaseException) -> None:
+    push_abandon(key=fault_key(event), reason=f"retries exhausted: {exc}")
+
+
+@event_consumer(
+    EquipmentFaultEvent,
+    name="notifications.send_fault_alert",
+    on_dead_letter=_abandon_fault_alert,
+    atomic=False,
+    soft_time_limit=20,
+    time_limit=30,
+)
+def send_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
+    """Push the fault to every active device of the branch's owner."""
     target = fault_alert_target(equipment_id=event.equipment_id)
     if target is None:
         raise PermanentError(f"equipment {event.equipment_id} of fault {event.fault_id} does not exist")
@@ -64,23 +76,18 @@ def _push_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
     _retry_if_pending(report, f"fault {event.fault_id}")
 
 
-def _abandon_fault_alert(event: EquipmentFaultEvent, envelope, exc: BaseException) -> None:
-    push_abandon(key=fault_key(event), reason=f"retries exhausted: {exc}")
+def _abandon_recommendations(event: BranchPreferenceCreatedEvent, envelope, exc: BaseException) -> None:
+    push_abandon(key=offer_key(event), reason=f"retries exhausted: {exc}")
 
 
 @event_consumer(
-    EquipmentFaultEvent,
-    name="notifications.send_fault_alert",
-    on_start=_push_fault_alert,
-    on_dead_letter=_abandon_fault_alert,
-    soft_time_limit=20,
-    time_limit=30,
+    BranchPreferenceCreatedEvent,
+    name="notifications.send_recommendations",
+    on_dead_letter=_abandon_recommendations,
+    atomic=False,
 )
-def send_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
-    """The owner's devices have the alert (see `_push_fault_alert`); nothing is left to do."""
-
-
-def _push_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None:
+def send_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None:
+    """Recommend the offer to every matching customer, once each."""
     offer = offer_get(offer_id=event.offer_id)
     if offer is None:
         raise PermanentError(f"offer {event.offer_id} of branch {event.branch_id} does not exist")
@@ -96,20 +103,6 @@ def _push_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None
     )
     logger.info("offer %s recommended to %s customer(s): %s pushed", offer.pk, report.notifications, report.sent)
     _retry_if_pending(report, f"offer {event.offer_id}")
-
-
-def _abandon_recommendations(event: BranchPreferenceCreatedEvent, envelope, exc: BaseException) -> None:
-    push_abandon(key=offer_key(event), reason=f"retries exhausted: {exc}")
-
-
-@event_consumer(
-    BranchPreferenceCreatedEvent,
-    name="notifications.send_recommendations",
-    on_start=_push_recommendations,
-    on_dead_letter=_abandon_recommendations,
-)
-def send_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None:
-    """The matching customers have their recommendation (see `_push_recommendations`)."""
 
 
 _consumes_push_queues = False

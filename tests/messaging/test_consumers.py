@@ -112,3 +112,17 @@ def test_an_event_no_worker_knows_is_dead_lettered(probe_worker):
     dead, _ = dead_letter(task_id)
 
     assert dead.headers["task"] == "NoSuchEvent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_non_atomic_consumer_runs_outside_a_transaction_and_once_per_event():
+    from tests.probe.consumers import external_probe
+    from tests.probe.events import ProbeExternalEvent
+
+    body = Envelope.wrap(ProbeExternalEvent(label="push"), correlation_id=None).as_message_body()
+
+    assert external_probe(event=body) == "processed"
+    assert external_probe(event=body) == "duplicate"  # a redelivery after it returned
+
+    assert list(ProbeEffect.objects.values_list("label", flat=True)) == ["push:in_atomic=False"]
+    assert ProcessedEvent.objects.filter(consumer="tests.external_probe").count() == 1

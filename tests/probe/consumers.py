@@ -5,6 +5,7 @@ from messaging.consumers import event_consumer
 from messaging.errors import PermanentError, TransientError
 from tests.probe.events import (
     ProbeCrashEvent,
+    ProbeExternalEvent,
     ProbeFailingEvent,
     ProbeFixableEvent,
     ProbeRecordedEvent,
@@ -51,3 +52,12 @@ def fixable_probe(event: ProbeFixableEvent, envelope) -> None:
     if not os.path.exists(event.fixed_when):
         raise PermanentError(f"probe {event.label} hits a bug (not fixed yet)")
     ProbeEffect.objects.create(label=event.label, event_id=envelope.event_id)
+
+
+@event_consumer(ProbeExternalEvent, name="tests.external_probe", atomic=False)
+def external_probe(event: ProbeExternalEvent, envelope) -> None:
+    from django.db import connection
+
+    # like a push: outside any transaction, its own record committed at once
+    ProbeEffect.objects.create(label=f"{event.label}:in_atomic={connection.in_atomic_block}",
+                               event_id=envelope.event_id)

@@ -56,3 +56,13 @@ class ProbeFixableEvent(Event):
 
     label: str
     fixed_when: str
+
+
+class ProbeExternalEvent(Event):
+    """Its consumer (atomic=False) records whether it ran inside a transaction."""
+
+    event_type = "ProbeExternalEvent"
+    schema_version = 1
+    producer = "tests"
+
+    label: str
