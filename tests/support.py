@@ -50,44 +50,42 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A real `celery worker` subprocess consuming some queues of the test vhost."""
+class ChildProcess:
+    """A long-running subprocess of this test run (same database and vhost), logging to a file.
 
-    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str):
-        self.env = env
-        self.queues = queues
+    `start` waits until `ready` appears in its log; `stop` sends SIGTERM (a warm shutdown)
+    and `kill` kill -9s the whole process group.
+    """
+
+    def __init__(self, argv: list[str], *, name: str, log_dir: Path, ready: str, **env: str):
+        self.argv = argv
         self.name = name
-        self.concurrency = concurrency
-        self.log_path = log_dir / f"worker-{name}.log"
+        self.ready = ready.encode()
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> WorkerProcess:
+    def start(self, timeout: float = 60.0):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self._offset = self.log_path.stat().st_size
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "fitness", "worker",
-                "-Q", ",".join(self.queues), "-n", f"{self.name}@%h",
-                "--concurrency", str(self.concurrency), "--pool", "prefork",
-                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-            ],
-            cwd=ROOT, env=subprocess_env(**self.env), stdout=self._log, stderr=subprocess.STDOUT,
+            self.argv, cwd=ROOT, env=subprocess_env(**self.env), stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(lambda: self._ready(), timeout=timeout, what=f"worker {self.name} to be ready ({self.log_path})")
+        wait_for(self._ready, timeout=timeout, what=f"{self.name} to be ready ({self.log_path})")
         return self
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
-            raise AssertionError(f"worker {self.name} exited with {self.process.returncode}:\n{self.log()}")
-        return b" ready." in self.log_path.read_bytes()[self._offset:]
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+        return self.ready in self.log_path.read_bytes()[self._offset:]
 
     def log(self) -> str:
         return self.log_path.read_bytes()[self._offset:].decode(errors="replace")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Warm shutdown (SIGTERM): running tasks finish, nothing is lost."""
+        """Warm shutdown (SIGTERM): running work finishes, nothing is lost."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -97,7 +95,7 @@ class WorkerProcess:
         self._close()
 
     def kill(self) -> None:
-        """kill -9 the whole worker (main process and pool children)."""
+        """kill -9 the whole process group (a worker's main process and its pool children)."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
@@ -107,6 +105,23 @@ class WorkerProcess:
         log = getattr(self, "_log", None)
         if log and not log.closed:
             log.close()
+
+
+class WorkerProcess(ChildProcess):
+    """A real `celery worker` subprocess consuming some queues of the test vhost."""
+
+    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str):
+        self.queues = queues
+        self.concurrency = concurrency
+        super().__init__(
+            [
+                sys.executable, "-m", "celery", "-A", "fitness", "worker",
+                "-Q", ",".join(queues), "-n", f"{name}@%h",
+                "--concurrency", str(concurrency), "--pool", "prefork",
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            ],
+            name=f"worker-{name}", log_dir=log_dir, ready=" ready.", **env,
+        )
 
 
 def broker_connection() -> Connection:
@@ -153,46 +168,12 @@ def use_broker(url: str):
         switch(original)
 
 
-class CommandProcess:
+class CommandProcess(ChildProcess):
     """A long-running `manage.py` command (the relay, the dead-letter archiver) as a subprocess."""
 
     def __init__(self, *args: str, name: str, log_dir: Path, ready: str, **env: str):
         self.args = args
-        self.name = name
-        self.ready = ready.encode()
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60.0) -> CommandProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        self._offset = self.log_path.stat().st_size
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *self.args], cwd=ROOT, env=subprocess_env(**self.env),
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_for(self._ready, timeout=timeout, what=f"{self.name} to start ({self.log_path})")
-        return self
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-        return self.ready in self.log_path.read_bytes()[self._offset:]
-
-    def log(self) -> str:
-        return self.log_path.read_bytes()[self._offset:].decode(errors="replace")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        if getattr(self, "_log", None) and not self._log.closed:
-            self._log.close()
+        super().__init__([sys.executable, "manage.py", *args], name=name, log_dir=log_dir, ready=ready, **env)
 
 
 def dead_letter_archiver(log_dir: Path, name: str = "archiver") -> CommandProcess:
