@@ -21,6 +21,8 @@ app.conf.update(
     task_default_queue="unrouted",
     task_create_missing_queues=False,
 )
+# Celery's consumer without its DelayedDelivery step (see fitness.worker_consumer).
+app.conf.worker_consumer = "fitness.worker_consumer:Consumer"
 # Plain jobs live in each app's `jobs` module, event handlers in its `consumers` module.
 app.autodiscover_tasks(related_name="jobs")
 app.autodiscover_tasks(related_name="consumers")
