@@ -32,7 +32,7 @@ run: demo-data
 	@echo "  API        http://localhost:$(PORT)/api/docs/   (helpers helper1/helper1-pass, helper2/helper2-pass)"
 	@echo "  health     http://localhost:$(PORT)/healthz   http://localhost:$(PORT)/readyz"
 	@echo "  Flower     http://localhost:$(FLOWER_PORT)/   (basic auth $(FLOWER_BASIC_AUTH))"
-	@echo "  processes  $$(cut -d: -f1 Procfile | tr '\n' ' ')  (Ctrl-C stops them all)"
+	@echo "  processes  $$(grep -v '^#' Procfile | cut -d: -f1 | tr '\n' ' ')  (Ctrl-C stops them all)"
 	@echo
 	@honcho start -f Procfile -p $(PORT) -c worker-ai=3
 
