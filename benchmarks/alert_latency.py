@@ -99,8 +99,8 @@ def main() -> int:
     parser.add_argument("--ai-workers", type=int, default=3, help="AI worker processes (default 3)")
     parser.add_argument("--alert-workers", type=int, default=2, help="worker-alerts processes (default 2)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn sync workers (default 2)")
-    parser.add_argument("--ai-nice", type=int, default=0,
-                        help="run the AI workers at this nice level (default 0: as the Procfile does)")
+    parser.add_argument("--ai-nice", type=int, default=10,
+                        help="run the AI workers at this nice level (default 10: the Procfile's AI_NICE; 0 for none)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args()
 
