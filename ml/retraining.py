@@ -32,7 +32,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from ml.models import ModelVersion, RetrainingRun, TrainingSample
-from ml.training_data import samples_not_yet_used
+from ml.training_data import samples_not_yet_used, samples_used_up_to
 
 logger = logging.getLogger(__name__)
 
@@ -202,11 +202,7 @@ def _pipeline(run: RetrainingRun, say: Progress, started: float) -> RetrainingRu
     if baseline is None:
         return _finish(run, RetrainingRun.Status.SKIPPED, "no active model version to fine-tune: run train_model")
     up_to = TrainingSample.objects.aggregate(up_to=Max("pk"))["up_to"] or 0
-    used_before = (
-        RetrainingRun.objects.filter(status__in=[RetrainingRun.Status.PROMOTED, RetrainingRun.Status.REJECTED])
-        .aggregate(up_to=Max("samples_up_to"))["up_to"]
-        or 0
-    )
+    used_before = samples_used_up_to()
     samples = TrainingSample.objects.filter(pk__lte=up_to)
     label_spaces = {head: tuple(labels) for head, labels in baseline.label_spaces.items()}
     if label_spaces != dict(LABEL_SPACES):

@@ -107,11 +107,15 @@ def training_sample_record(
     return sample, True
 
 
-def samples_not_yet_used() -> int:
-    """How many samples arrived after the last retraining run that used samples."""
-    used_up_to = (
+def samples_used_up_to() -> int:
+    """The newest sample id that a finished retraining run (promoted or rejected) trained with."""
+    return (
         RetrainingRun.objects.filter(status__in=[RetrainingRun.Status.PROMOTED, RetrainingRun.Status.REJECTED])
         .aggregate(up_to=Max("samples_up_to"))["up_to"]
         or 0
     )
-    return TrainingSample.objects.filter(pk__gt=used_up_to).count()
+
+
+def samples_not_yet_used() -> int:
+    """How many samples arrived after the last retraining run that used samples."""
+    return TrainingSample.objects.filter(pk__gt=samples_used_up_to()).count()

@@ -1,7 +1,6 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
-from branches.models import Branch
 from tasks.models import LaundryTask
 
 
@@ -15,11 +14,6 @@ def task_list_for_owner(*, owner: AbstractBaseUser) -> QuerySet[LaundryTask]:
     return (
         LaundryTask.objects.filter(branch__owner_id=owner.pk).select_related("reading").order_by("-created_at", "-id")
     )
-
-
-def task_get_for_branch(*, branch: Branch, task_id: int) -> LaundryTask | None:
-    """A task of `branch`; None for a task of another branch (so it reads as not found)."""
-    return LaundryTask.objects.filter(branch=branch, pk=task_id).select_related("reading").first()
 
 
 def task_get_visible(*, user: AbstractBaseUser, task_id: int) -> LaundryTask | None:

@@ -12,7 +12,6 @@ import uuid
 
 import psycopg2
 import pytest
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -157,8 +156,7 @@ def test_a_run_interrupted_too_often_fails():
 
 def test_only_one_process_retrains_at_a_time():
     retrain_request(trigger="command", enqueue=False)
-    other = psycopg2.connect(database_url(settings.DATABASES["default"]).replace(
-        settings.DATABASES["default"]["NAME"], connection.settings_dict["NAME"]))
+    other = psycopg2.connect(database_url(connection.settings_dict))
     try:
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s)", [RUNNER_LOCK_KEY])
