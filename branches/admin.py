@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from branches.models import Branch, BranchOffer, BranchProfile, CustomerPreference, Helper
+from branches.owner_admin import BranchOwnerAccess
 from branches.services import branch_offer_publish
 
 
@@ -23,7 +24,7 @@ class HelperAdmin(admin.ModelAdmin):
 
 
 @admin.register(BranchOffer)
-class BranchOfferAdmin(admin.ModelAdmin):
+class BranchOfferAdmin(BranchOwnerAccess, admin.ModelAdmin):
     """Publishing an offer snapshots the branch's profile and recommends it to matching customers.
 
     Owners (staff without model permissions) publish and see the offers of their own branches.
@@ -35,17 +36,8 @@ class BranchOfferAdmin(admin.ModelAdmin):
     list_select_related = ("branch", "published_by")
     fields = ("branch", "title", "body")
 
-    def _is_owner(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff and request.user.owned_branches.exists()
-
-    def has_module_permission(self, request):
-        return super().has_module_permission(request) or self._is_owner(request)
-
-    def has_view_permission(self, request, obj=None):
-        return super().has_view_permission(request, obj) or self._is_owner(request)
-
     def has_add_permission(self, request):
-        return super().has_add_permission(request) or self._is_owner(request)
+        return super().has_add_permission(request) or self.is_branch_owner(request)
 
     def has_change_permission(self, request, obj=None):
         return False  # a published offer was sent as it is

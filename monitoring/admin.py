@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from branches.owner_admin import BranchOwnerAccess
 from monitoring.models import Equipment, Fault, TelemetryReading
 from monitoring.selectors import fault_list_visible_to
 from monitoring.services import equipment_set_api_key, fault_resolve
@@ -30,30 +31,20 @@ class EquipmentAdmin(admin.ModelAdmin):
             self.message_user(request, f"New API key of {equipment}: {key}", level=messages.WARNING)
 
 
-class OwnerSeesOwnFaults:
-    """Branch owners (staff without model permissions) see and resolve the faults of their branches."""
-
-    def _is_owner(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff and request.user.owned_branches.exists()
-
-    def has_module_permission(self, request):
-        return super().has_module_permission(request) or self._is_owner(request)
-
-    def has_view_permission(self, request, obj=None):
-        return super().has_view_permission(request, obj) or self._is_owner(request)
-
-    def get_queryset(self, request):
-        return fault_list_visible_to(user=request.user)
 
 
 @admin.register(Fault)
-class FaultAdmin(OwnerSeesOwnFaults, admin.ModelAdmin):
+class FaultAdmin(BranchOwnerAccess, admin.ModelAdmin):
     list_display = ("opened_at", "equipment", "code", "severity", "message", "resolved_at")
     list_filter = ("severity", "resolved_at", "equipment__branch")
     search_fields = ("code", "message", "equipment__name")
     readonly_fields = [f.name for f in Fault._meta.fields]
     list_select_related = ("equipment__branch",)
     actions = ["resolve"]
+
+    def get_queryset(self, request):
+        # owners see the faults of their branches only
+        return fault_list_visible_to(user=request.user)
 
     def has_add_permission(self, request):
         return False  # faults come from telemetry
@@ -62,7 +53,7 @@ class FaultAdmin(OwnerSeesOwnFaults, admin.ModelAdmin):
         return False
 
     def has_resolve_permission(self, request):
-        return request.user.has_perm("monitoring.change_fault") or self._is_owner(request)
+        return request.user.has_perm("monitoring.change_fault") or self.is_branch_owner(request)
 
     @admin.action(description="Resolve the selected faults (the same fault can then be raised again)",
                   permissions=["resolve"])
