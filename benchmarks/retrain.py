@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -200,7 +201,7 @@ def time_switches(stack: BenchStack, base, candidate, photo: bytes, switches: in
         [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", "task.submitted", "-n", "ai-retrain@%h",
          "--concurrency", "1", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
         cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     stop = threading.Event()
     submitted: list[int] = []
@@ -233,17 +234,20 @@ def time_switches(stack: BenchStack, base, candidate, photo: bytes, switches: in
             )
             seconds.append(first.timestamp() - activated)
             target = base if target == candidate else candidate
-    finally:
         stop.set()
         uploader.join(timeout=10)
-    try:
-        wait_for(lambda: Reading.objects.filter(task_id__in=submitted).count() >= len(submitted), timeout=120,
-                 what="every upload to be read")
-    except AssertionError:
-        pass
+        try:
+            wait_for(lambda: Reading.objects.filter(task_id__in=submitted).count() >= len(submitted), timeout=120,
+                     what="every upload to be read")
+        except AssertionError:
+            pass  # reported below as lost
     finally:
+        stop.set()
         worker.terminate()
-        worker.wait(timeout=60)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
     read = Reading.objects.filter(task_id__in=submitted).count()
     return {
         "switches": switches,
