@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, percentile  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, celery_worker, percentile  # noqa: E402
 
 
 def bench_photo() -> bytes:
@@ -96,9 +96,7 @@ def main() -> int:
         for i in range(args.workers):
             env = dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1")
             workers.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", "task.submitted",
-                 "-n", f"ai-bench-{i}@%h", "--concurrency", "1", "--without-gossip", "--without-mingle",
-                 "--loglevel", "WARNING"],
+                celery_worker("task.submitted", f"ai-bench-{i}", loglevel="WARNING"),
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
         try:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, percentile  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, celery_worker, percentile  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "8766"))
 
@@ -70,11 +70,6 @@ def fill_ai_backlog(count: int) -> None:
 
 def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-
-
-def worker(queue: str, name: str, concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", queue, "-n", f"{name}@%h",
-            "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
 
 
 def post_reading(key: str) -> int:
@@ -135,11 +130,12 @@ def main() -> int:
 
         processes = [start([sys.executable, "-m", "gunicorn", "fitness.wsgi", "--bind", f"127.0.0.1:{PORT}",
                             "--workers", str(args.web_workers)], stack.env, logs / "web.log")]
-        processes.append(start(worker("equipment.fault", "alerts", args.alert_workers), push_env, logs / "alerts.log"))
+        alerts = celery_worker("equipment.fault", "alerts", concurrency=args.alert_workers)
+        processes.append(start(alerts, push_env, logs / "alerts.log"))
         for i in range(args.ai_workers):
             ai_env = dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1")
             nice = ["nice", "-n", str(args.ai_nice)] if args.ai_nice else []
-            processes.append(start(nice + worker("task.submitted", f"ai-{i}", 1), ai_env, logs / f"ai-{i}.log"))
+            processes.append(start(nice + celery_worker("task.submitted", f"ai-{i}"), ai_env, logs / f"ai-{i}.log"))
         try:
             wait_until(lambda: (logs / "alerts.log").read_text().count("push backend fcm ready") >= args.alert_workers,
                        60, "the alert workers")

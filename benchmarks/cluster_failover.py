@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "rabbitmq-cluster.sh"
 _PROCESSED = re.compile(r"processed in [\d.]+ ms event_id=(\S+)")
@@ -147,9 +147,7 @@ def run(stack: BenchStack, cluster: LocalCluster, args) -> dict:
 
     def worker(i: int) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", "task.submitted",
-             "-n", f"ai-failover-{i}@%h", "--concurrency", "1", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
+            celery_worker("task.submitted", f"ai-failover-{i}"),
             cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1", CELERY_BROKER_URL=rotated(i)),
             stdout=open(logs / f"worker-{i}.log", "ab"), stderr=subprocess.STDOUT,
         )

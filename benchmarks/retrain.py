@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
 
 SHIFT_SEED = 4242
 
@@ -198,8 +198,7 @@ def time_switches(stack: BenchStack, base, candidate, photo: bytes, switches: in
     user = helper()
     branch = user.helper.branch
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", "task.submitted", "-n", "ai-retrain@%h",
-         "--concurrency", "1", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        celery_worker("task.submitted", "ai-retrain", loglevel="WARNING"),
         cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

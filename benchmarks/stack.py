@@ -88,6 +88,12 @@ class BenchStack:
         shutil.rmtree(self.media, ignore_errors=True)
 
 
+def celery_worker(queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
+    """The argv of a `celery worker` as the Procfile runs one (prefork, no gossip, no mingle)."""
+    return [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", queues, "-n", f"{name}@%h",
+            "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel", loglevel]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
