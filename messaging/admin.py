@@ -1,15 +1,21 @@
+"""Operator views of the messaging backbone (superusers only): the outbox, processed events, dead letters."""
+
 from django.contrib import admin, messages
 
 from fitness import topology
+from fitness.operator_admin import OperatorOnly
 from messaging.dead_letters import Selection, dead_letters_replay
 from messaging.models import DeadLetter, OutboxMessage, ProcessedEvent
+from messaging.outbox import outbox_backlog
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(OperatorOnly, admin.ModelAdmin):
+    """The outbox; the list starts with its backlog: unpublished messages and the oldest one's age."""
+
     list_display = ("id", "event_type", "event_id", "queue", "created_at", "published_at", "publish_attempts")
     list_filter = ("event_type", "queue", ("published_at", admin.EmptyFieldListFilter))
-    search_fields = ("event_id",)
+    search_fields = ("event_id", "event_type")
     readonly_fields = [f.name for f in OutboxMessage._meta.fields]
 
     def has_add_permission(self, request):
@@ -18,9 +24,14 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def changelist_view(self, request, extra_context=None):
+        unpublished, oldest_age = outbox_backlog()
+        extra_context = {**(extra_context or {}), "outbox_unpublished": unpublished, "outbox_oldest_age": oldest_age}
+        return super().changelist_view(request, extra_context=extra_context)
+
 
 @admin.register(ProcessedEvent)
-class ProcessedEventAdmin(admin.ModelAdmin):
+class ProcessedEventAdmin(OperatorOnly, admin.ModelAdmin):
     list_display = ("consumer", "event_type", "event_id", "processed_at")
     list_filter = ("consumer", "event_type")
     search_fields = ("event_id",)
@@ -33,7 +44,7 @@ class ProcessedEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(OperatorOnly, admin.ModelAdmin):
     """The dead letters' history; "Replay selected" runs the same replay as `manage.py dlq replay`."""
 
     list_display = ("event_type", "event_id", "queue", "status", "reason", "deaths", "last_dead_at", "short_error",

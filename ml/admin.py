@@ -1,12 +1,28 @@
-from django.contrib import admin, messages
+"""Operator views of the model lifecycle (superusers only): versions, training samples, retraining runs."""
 
-from ml.models import ModelVersion, RetrainingRun, TrainingSample
-from ml.services import model_version_activate
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from fitness.operator_admin import OperatorOnly
+from ml.models import ModelActivation, ModelVersion, RetrainingRun, TrainingSample
+from ml.services import (
+    NothingToRollBack,
+    model_version_activate,
+    model_version_rollback,
+    model_version_rollback_target,
+)
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    """Trained versions are read-only records; the one thing to do with them is activate one."""
+class ModelVersionAdmin(OperatorOnly, admin.ModelAdmin):
+    """Trained versions are read-only records; operators promote one or roll back to the previous one.
+
+    Both run the services behind `manage.py models promote|rollback`, so every activation is
+    recorded in the activation history and the AI workers switch within seconds.
+    """
 
     list_display = (
         "version", "is_active", "outcome", "parent", "created_at", "activated_at", "exact_match_display",
@@ -16,6 +32,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ("version", "notes")
     readonly_fields = [f.name for f in ModelVersion._meta.fields]
     actions = ["activate"]
+    change_list_template = "admin/ml/modelversion/change_list.html"
 
     def has_add_permission(self, request):
         return False
@@ -27,18 +44,49 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return False  # readings name their version: keep every version
 
     def has_activate_permission(self, request):
-        return request.user.has_perm("ml.change_modelversion")
+        return self.is_operator(request)
 
     @admin.action(
-        description="Activate the selected version (the AI workers switch to it within seconds)",
+        description="Promote the selected version to active (the AI workers switch to it within seconds)",
         permissions=["activate"],
     )
     def activate(self, request, queryset):
         if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version to activate.", level=messages.ERROR)
+            self.message_user(request, "Select exactly one version to promote.", level=messages.ERROR)
             return
-        version = model_version_activate(version=queryset.get(), by=f"admin {request.user.get_username()}")
+        version = model_version_activate(version=queryset.get(), by=f"admin {request.user.get_username()}",
+                                         reason="promoted in the admin")
         self.message_user(request, f"{version.version} is now the active model version.")
+
+    def get_urls(self):
+        rollback = path("rollback/", self.admin_site.admin_view(self.rollback_view), name="ml_modelversion_rollback")
+        return [rollback, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "active_version": ModelVersion.objects.filter(is_active=True).first(),
+                         "can_roll_back": self.has_activate_permission(request)}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def rollback_view(self, request):
+        """GET asks for confirmation (from which version to which); POST rolls back."""
+        if not self.has_activate_permission(request):
+            raise PermissionDenied
+        changelist = reverse("admin:ml_modelversion_changelist")
+        if request.method == "POST":
+            try:
+                version = model_version_rollback(by=f"admin {request.user.get_username()}",
+                                                 reason="rolled back in the admin")
+            except NothingToRollBack as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+            else:
+                self.message_user(request, f"Rolled back: {version.version} is the active model version again.")
+            return HttpResponseRedirect(changelist)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Roll back the model",
+            "current": ModelVersion.objects.filter(is_active=True).first(),
+            "previous": model_version_rollback_target(), "changelist_url": changelist,
+        }
+        return TemplateResponse(request, "admin/ml/modelversion/rollback.html", context)
 
     @admin.display(description="exact match")
     def exact_match_display(self, obj: ModelVersion) -> str:
@@ -67,7 +115,7 @@ def _percent(value: float | None) -> str:
 
 
 @admin.register(TrainingSample)
-class TrainingSampleAdmin(admin.ModelAdmin):
+class TrainingSampleAdmin(OperatorOnly, admin.ModelAdmin):
     """Owner-confirmed photos: read-only (they come from TaskConfirmedEvent)."""
 
     list_display = ("task_id", "split", "labels", "ai_labels", "corrected", "source_model_version", "created_at")
@@ -83,13 +131,32 @@ class TrainingSampleAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetrainingRun)
-class RetrainingRunAdmin(admin.ModelAdmin):
+class RetrainingRunAdmin(OperatorOnly, admin.ModelAdmin):
     """The retraining history: what each run used, what it measured and what it decided."""
 
     list_display = ("id", "trigger", "status", "requested_at", "seconds", "new_samples", "train_size",
                     "holdout_size", "baseline", "candidate", "reason")
     list_filter = ("status", "trigger")
     readonly_fields = [f.name for f in RetrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelActivation)
+class ModelActivationAdmin(OperatorOnly, admin.ModelAdmin):
+    """Every promotion and rollback: who, why, and which version it replaced."""
+
+    list_display = ("activated_at", "version", "previous", "activated_by", "reason")
+    list_filter = ("activated_by",)
+    list_select_related = ("version", "previous")
+    readonly_fields = [f.name for f in ModelActivation._meta.fields]
 
     def has_add_permission(self, request):
         return False

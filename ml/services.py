@@ -129,12 +129,24 @@ def model_version_rollback(*, by: str = "", reason: str = "") -> ModelVersion:
     """
     with transaction.atomic():
         current = ModelVersion.objects.select_for_update().filter(is_active=True).first()
-        history = ModelActivation.objects.select_related("previous").order_by("-activated_at", "-id")
-        for activation in history:
-            earlier = activation.previous
-            if earlier is not None and (current is None or earlier.pk != current.pk):
-                return model_version_activate(version=earlier, by=by, reason=reason or "rollback")
+        earlier = _rollback_target(current)
+        if earlier is not None:
+            return model_version_activate(version=earlier, by=by, reason=reason or "rollback")
     raise NothingToRollBack("No earlier version was ever active: there is nothing to roll back to.")
+
+
+def model_version_rollback_target() -> ModelVersion | None:
+    """The version that `model_version_rollback` would activate now (None: nothing to roll back to)."""
+    return _rollback_target(ModelVersion.objects.filter(is_active=True).first())
+
+
+def _rollback_target(current: ModelVersion | None) -> ModelVersion | None:
+    history = ModelActivation.objects.select_related("previous").order_by("-activated_at", "-id")
+    for activation in history:
+        earlier = activation.previous
+        if earlier is not None and (current is None or earlier.pk != current.pk):
+            return earlier
+    return None
 
 
 def _next_version_number() -> int:

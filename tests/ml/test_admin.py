@@ -64,3 +64,49 @@ def test_training_samples_and_retraining_runs_are_listed(admin_client, store_ver
     assert samples.status_code == runs.status_code == 200
     assert "towel" in samples.content.decode()
     assert "no new samples since the last run" in runs.content.decode()
+
+
+def test_rollback_asks_first_then_activates_the_previous_version(admin_client, store_version):
+    store_version(activate=True)
+    store_version(activate=True)  # v2 replaced v1
+
+    question = admin_client.get("/admin/ml/modelversion/rollback/").content.decode()
+    assert "Roll back from <strong>v2</strong> to" in question and "<strong>v1</strong>" in question
+    assert ModelVersion.objects.get(is_active=True).version == "v2"  # asking changes nothing
+
+    answer = admin_client.post("/admin/ml/modelversion/rollback/", follow=True)
+
+    assert ModelVersion.objects.get(is_active=True).version == "v1"
+    assert "Rolled back: v1 is the active model version again." in answer.content.decode()
+    history = admin_client.get("/admin/ml/modelactivation/").content.decode()
+    assert "rolled back in the admin" in history and "admin root" in history
+
+
+def test_rollback_without_an_earlier_version_says_so_and_changes_nothing(admin_client, store_version):
+    store_version(activate=True)
+
+    assert "nothing to roll back to" in admin_client.get("/admin/ml/modelversion/rollback/").content.decode()
+    answer = admin_client.post("/admin/ml/modelversion/rollback/", follow=True)
+
+    assert "nothing to roll back to" in answer.content.decode()
+    assert ModelVersion.objects.get(is_active=True).version == "v1"
+
+
+def test_model_views_are_for_superusers_only_even_with_permissions(client, store_version):
+    from django.contrib.auth.models import Permission
+
+    store_version(activate=True)
+    store_version(activate=False)
+    staff = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="ml"))
+    client.force_login(staff)
+
+    for url in ("/admin/ml/modelversion/", "/admin/ml/modelversion/rollback/", "/admin/ml/modelactivation/",
+                "/admin/ml/trainingsample/", "/admin/ml/retrainingrun/"):
+        assert client.get(url).status_code == 403, url
+    assert client.post("/admin/ml/modelversion/rollback/").status_code == 403
+    response = client.post(
+        "/admin/ml/modelversion/", {"action": "activate", "_selected_action": [ModelVersion.objects.get(version="v2").pk]}
+    )
+    assert response.status_code == 403
+    assert ModelVersion.objects.get(is_active=True).version == "v1"

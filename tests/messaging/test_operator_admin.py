@@ -1,0 +1,59 @@
+"""The messaging views of the admin are the operators': superusers only; the outbox list shows its backlog."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from messaging.models import DeadLetter, OutboxMessage
+
+pytestmark = pytest.mark.django_db
+
+OPERATOR_URLS = ("/admin/messaging/outboxmessage/", "/admin/messaging/processedevent/",
+                 "/admin/messaging/deadletter/", "/admin/operations/")
+
+
+def outbox_row(*, published: bool, age: timedelta = timedelta()) -> OutboxMessage:
+    row = OutboxMessage.objects.create(
+        event_id=uuid.uuid4(), event_type="ProbeEvent", schema_version=1, queue="task.submitted", envelope={},
+        published_at=timezone.now() if published else None,
+    )
+    OutboxMessage.objects.filter(pk=row.pk).update(created_at=timezone.now() - age)
+    return row
+
+
+def test_the_outbox_list_starts_with_the_unpublished_count_and_the_oldest_age(admin_client):
+    outbox_row(published=True, age=timedelta(hours=1))
+    outbox_row(published=False, age=timedelta(seconds=90))
+    outbox_row(published=False, age=timedelta(seconds=5))
+
+    page = admin_client.get("/admin/messaging/outboxmessage/").content.decode()
+
+    assert "<strong>2</strong> unpublished messages" in page
+    assert "the oldest has waited <strong>90." in page
+
+
+def test_an_empty_outbox_says_so(admin_client):
+    page = admin_client.get("/admin/messaging/outboxmessage/").content.decode()
+
+    assert "<strong>0</strong> unpublished messages." in page
+
+
+def test_staff_users_get_403_even_with_every_messaging_permission(client):
+    DeadLetter.objects.create(queue="task.submitted", event_id=str(uuid.uuid4()), deaths=1)
+    staff = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="messaging"))
+    client.force_login(staff)
+
+    for url in OPERATOR_URLS:
+        assert client.get(url).status_code == 403, url
+    dead_letter = DeadLetter.objects.get()
+    response = client.post("/admin/messaging/deadletter/",
+                           {"action": "replay_selected", "_selected_action": [dead_letter.pk]})
+    assert response.status_code == 403
+    dead_letter.refresh_from_db()
+    assert dead_letter.replays == 0
+    assert "Operations" not in client.get("/admin/").content.decode()
