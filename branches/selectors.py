@@ -15,6 +15,11 @@ def owns_a_branch(*, user: AbstractBaseUser) -> bool:
     return Branch.objects.filter(owner_id=user.pk).exists()
 
 
+def branch_list_owned_by(*, user: AbstractBaseUser) -> QuerySet[Branch]:
+    """The branches the user owns, by name."""
+    return Branch.objects.filter(owner_id=user.pk).order_by("name", "pk")
+
+
 EARTH_RADIUS_KM = 6371.0
 
 

@@ -83,6 +83,12 @@ class Fault(models.Model):
     message = models.CharField(max_length=300)
     detected_at = models.DateTimeField(help_text="recorded_at of the reading that tripped the rule.")
     opened_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner said they are on it; the fault stays open."
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -99,8 +105,15 @@ class Fault(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.code} on {self.equipment.name} ({self.severity}, {'open' if self.is_open else 'resolved'})"
+        return f"{self.code} on {self.equipment.name} ({self.severity}, {self.state})"
 
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+    @property
+    def state(self) -> str:
+        """open, acknowledged (still open) or resolved."""
+        if self.resolved_at is not None:
+            return "resolved"
+        return "acknowledged" if self.acknowledged_at is not None else "open"

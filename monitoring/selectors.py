@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
-from monitoring.models import Equipment, Fault, hash_api_key
+from monitoring.models import Equipment, Fault, TelemetryReading, hash_api_key
 
 
 def equipment_by_api_key(*, api_key: str) -> Equipment | None:
@@ -13,10 +13,24 @@ def equipment_by_api_key(*, api_key: str) -> Equipment | None:
     return Equipment.objects.select_related("branch").filter(api_key_hash=hash_api_key(api_key)).first()
 
 
-def fault_list_visible_to(*, user: AbstractBaseUser) -> QuerySet[Fault]:
-    """Every fault for a superuser; the faults of their own branches for an owner."""
-    faults = Fault.objects.select_related("equipment__branch")
-    return faults if user.is_superuser else faults.filter(equipment__branch__owner=user)
+def equipment_with_state(*, equipment: QuerySet[Equipment]) -> QuerySet[Equipment]:
+    """The equipment with its current state: `state_cycle`, `state_temperature_c` and
+    `last_seen_at` from its newest reading (by the machine's clock, on the reading index),
+    and `open_fault_count`. Subqueries, so the caller's filters and ordering stay as they are."""
+    newest = TelemetryReading.objects.filter(equipment=OuterRef("pk")).order_by("-recorded_at", "-id")
+    open_faults = (
+        Fault.objects.filter(equipment=OuterRef("pk"), resolved_at__isnull=True)
+        .order_by()
+        .values("equipment")
+        .annotate(count=Count("*"))
+        .values("count")
+    )
+    return equipment.annotate(
+        state_cycle=Subquery(newest.values("cycle_state")[:1]),
+        state_temperature_c=Subquery(newest.values("temperature_c")[:1]),
+        last_seen_at=Subquery(newest.values("recorded_at")[:1]),
+        open_fault_count=Coalesce(Subquery(open_faults), 0),
+    )
 
 
 @dataclass(frozen=True)

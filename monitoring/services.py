@@ -109,6 +109,17 @@ def _open_fault(*, equipment: Equipment, trip: Trip, detected_at: datetime) -> F
     return fault
 
 
+def fault_acknowledge(*, fault: Fault, by: AbstractBaseUser | None = None) -> bool:
+    """The owner has seen an open fault and is on it; it stays open (and keeps its rule from
+    opening another) until resolved. False, changing nothing, when it was already acknowledged
+    or is resolved: acknowledging is idempotent, and one statement decides concurrent calls."""
+    return bool(
+        Fault.objects.filter(pk=fault.pk, acknowledged_at__isnull=True, resolved_at__isnull=True).update(
+            acknowledged_at=timezone.now(), acknowledged_by=by
+        )
+    )
+
+
 def fault_resolve(*, fault: Fault, by: AbstractBaseUser | None = None) -> bool:
     """Close an open fault; the same rule can then open a new one. False when already resolved."""
     return bool(

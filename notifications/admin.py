@@ -6,10 +6,16 @@ from notifications.selectors import notification_list_visible_to
 
 class PushDeliveryInline(admin.TabularInline):
     model = PushDelivery
-    fields = ("device", "status", "attempts", "provider_message_id", "error", "last_attempt_at", "sent_at")
+    fields = ("device_name", "status", "attempts", "provider_message_id", "error", "last_attempt_at", "sent_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    @admin.display(description="device")
+    def device_name(self, push: PushDelivery) -> str:
+        # text, not a link: the device pages are for staff with permissions, not for owners
+        device = push.device
+        return f"{device.platform} …{device.token[-8:]}" + ("" if device.is_active else " (inactive)")
 
     def has_add_permission(self, request, obj=None):
         return False
