@@ -3,10 +3,15 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from fitness import topology, worker_probes  # noqa: F401  (worker_probes: signal handlers)
+from fitness.logging import configure_celery_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
+# Workers and beat log through Django's LOGGING (JSON lines with correlation_id, event_id,
+# task_id…): with a receiver connected, Celery installs no root handler of its own.
+setup_logging.connect(configure_celery_logging, weak=False)
 
 app = Celery("fitness")
 app.config_from_object("django.conf:settings", namespace="CELERY")

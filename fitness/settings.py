@@ -229,14 +229,24 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 # --- Health checks ---------------------------------------------------------------------
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)
 
+# Logs (fitness/logging.py): "json", one object per line, or "plain", a line for people;
+# both carry correlation_id, event_id, task_id… where known. Celery workers, beat and
+# gunicorn (its --logger-class) use this configuration too.
+LOG_FORMAT = env("LOG_FORMAT", "json").strip().lower()
+if LOG_FORMAT not in ("json", "plain"):
+    raise ValueError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "context": {"()": "fitness.logging.ContextFilter"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "fitness.logging.JsonFormatter"},
+        "plain": {"()": "fitness.logging.PlainFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -15,8 +15,9 @@ What the decorator gives every handler, so that no handler repeats it:
   jitter) and the final failure is rejected, so RabbitMQ dead-letters it to `<queue>.dlq`
   with its body intact; the error is recorded first in the dead letter's history
   (`messaging.dead_letters`), since a rejection cannot carry it;
-* logging with event_id, event type and correlation_id; the correlation id also flows
-  into events the handler publishes.
+* logging with event_id, event type and correlation_id (and task_id when the payload has
+  one) on every line the handler logs; the correlation id also flows into events the
+  handler publishes.
 
 The Celery task is named after the event type: that name is the only thing producer and
 consumer share, so either side can be deployed without the other.
@@ -35,7 +36,7 @@ from celery import Task, shared_task
 from django.db import connection, transaction
 
 from fitness import topology
-from messaging.correlation import correlation_scope
+from messaging.correlation import correlation_scope, log_scope
 from messaging.dead_letters import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
@@ -142,6 +143,14 @@ def log_fields(event_id: Any, event_type: Any, correlation_id: Any, consumer: st
     return f"event_id={event_id} event_type={event_type} correlation_id={correlation_id} consumer={consumer}"
 
 
+def log_context(envelope: Envelope, payload: Any, consumer: str) -> dict[str, Any]:
+    """The fields every log line of a handler carries (fitness.logging adds them), beside the
+    correlation id; `task_id` when the event's payload names a task."""
+    task_id = getattr(payload, "task_id", None)
+    context = {"event_id": str(envelope.event_id), "event_type": envelope.event_type, "consumer": consumer}
+    return {**context, "task_id": task_id} if isinstance(task_id, int) else context
+
+
 def already_processed(consumer: str, envelope: Envelope) -> bool:
     return ProcessedEvent.objects.filter(consumer=consumer, event_id=envelope.event_id).exists()
 
@@ -203,8 +212,9 @@ def event_consumer(
                     f"got {envelope.event_type} v{envelope.schema_version}"
                 )
             fields = log_fields(envelope.event_id, envelope.event_type, envelope.correlation_id, name)
+            context = log_context(envelope, payload, name)
             started = time.monotonic()
-            with correlation_scope(envelope.correlation_id):
+            with correlation_scope(envelope.correlation_id), log_scope(**context):
                 if on_start is not None and not already_processed(name, envelope):
                     on_start(payload, envelope)
                 if atomic:
@@ -220,7 +230,10 @@ def event_consumer(
                     handler(payload, envelope)
                     with transaction.atomic():
                         claim_event(name, envelope)
-            logger.info("processed in %.1f ms %s", (time.monotonic() - started) * 1000, fields)
+            duration_ms = (time.monotonic() - started) * 1000
+            logger.info("processed in %.1f ms %s", duration_ms, fields,
+                        extra={**context, "correlation_id": envelope.correlation_id,
+                               "duration_ms": round(duration_ms, 1)})
             return "processed"
 
         registered = _CONSUMERS.setdefault(event_type, name)

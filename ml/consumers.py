@@ -73,6 +73,13 @@ def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
         model_version=prediction.model_version,
         inference_ms=prediction.inference_ms,
     )
+    # task_id, event_id and correlation_id come with the consumer's log context
+    logger.info(
+        "task %s read as %s by model %s in %.0f ms", event.task_id,
+        ", ".join(f"{head}={label}" for head, label in prediction.labels.items()),
+        prediction.model_version, prediction.inference_ms,
+        extra={"model_version": prediction.model_version, "inference_ms": round(prediction.inference_ms, 1)},
+    )
 
 
 @event_consumer(

@@ -3,6 +3,8 @@ app); branch owners see their branches' tasks and confirm or correct the reading
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -23,6 +25,7 @@ from rest_framework.views import APIView
 
 from branches.selectors import helper_branch, owns_a_branch
 from messaging.contracts import LABEL_VOCABULARY
+from messaging.correlation import bind_log_context
 from tasks.models import LaundryTask, Reading
 from tasks.photos import PhotoRejected, PhotoTooLarge
 from tasks.selectors import task_get_visible, task_list_for_helper, task_list_for_owner
@@ -37,6 +40,8 @@ from tasks.services import (
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MULTIPART_SLACK_BYTES = 64 * 1024  # form boundaries and the note around the photo
+
+logger = logging.getLogger(__name__)
 
 
 class PayloadTooLarge(APIException):
@@ -244,6 +249,14 @@ class TaskListCreateView(ListAPIView):
             raise ValidationError({"photo": [serializers.ErrorDetail(str(exc), code=exc.code)]}) from exc
         except IdempotencyKeyReused as exc:
             raise Conflict({IDEMPOTENCY_HEADER: [str(exc)]}) from exc
+        # the rest of this request's log lines (and its "request finished") name the task
+        bind_log_context(task_id=submission.task.pk)
+        logger.info(
+            "task %s %s: branch %s, %s bytes of %s", submission.task.pk,
+            "accepted" if submission.created else "accepted before (Idempotency-Key replayed)",
+            branch.pk, submission.task.photo_size, submission.task.photo_content_type,
+            extra={"task_id": submission.task.pk, "branch_id": branch.pk, "replayed": not submission.created},
+        )
         body = TaskAcceptedSerializer(submission.task, context={"request": request}).data
         response = Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
         if not submission.created:
@@ -263,6 +276,7 @@ class TaskDetailView(APIView):
                    404: OpenApiResponse(description="No such task in the user's branch(es).")},
     )
     def get(self, request, task_id: int):
+        bind_log_context(task_id=task_id)
         _helper_or_owner_or_403(request)
         task = task_get_visible(user=request.user, task_id=task_id)
         if task is None:
@@ -297,6 +311,7 @@ class TaskConfirmView(APIView):
                                  value={"labels": {"garment": "towel", "condition": "stained"}})],
     )
     def post(self, request, task_id: int):
+        bind_log_context(task_id=task_id)
         serializer = TaskConfirmSerializer(data=request.data if request.data else {})
         serializer.is_valid(raise_exception=True)
         try:

@@ -60,10 +60,11 @@ def log_dir() -> Path:
 def probe_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
     """A real Celery worker (prefork, 2 processes) consuming `task.submitted`.
 
-    It runs every consumer of that queue: the AI reading and the probe events.
+    It runs every consumer of that queue: the AI reading and the probe events. Its log is
+    JSON lines whatever this run's LOG_FORMAT (tests/fitness/test_logging.py reads them).
     """
     worker = WorkerProcess(
-        ["task.submitted"], name="probe", concurrency=2, log_dir=log_dir, TORCH_NUM_THREADS="1"
+        ["task.submitted"], name="probe", concurrency=2, log_dir=log_dir, TORCH_NUM_THREADS="1", LOG_FORMAT="json"
     ).start()
     yield worker
     worker.stop()

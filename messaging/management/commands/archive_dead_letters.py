@@ -8,6 +8,7 @@ from kombu.mixins import ConsumerMixin
 
 from fitness import topology
 from fitness.celery import app as celery_app
+from fitness.logging import envelope_log_fields
 from messaging.dead_letters import dead_letter_archive, decode_body, parse_dead_letter
 
 logger = logging.getLogger("messaging.dead_letters")
@@ -44,7 +45,8 @@ class Archiver(ConsumerMixin):
             close_old_connections()
             result = dead_letter_archive(dead_letter)
         except Exception as exc:  # PostgreSQL is unavailable: keep the message, try again soon
-            self.command.stderr.write(f"could not archive {dead_letter.event_id}, retrying: {exc}")
+            logger.warning("could not archive %s, retrying: %s", dead_letter.event_id, exc,
+                           extra=envelope_log_fields(dead_letter.envelope))
             time.sleep(DATABASE_RETRY_SECONDS)
             message.requeue()
             return
@@ -52,13 +54,14 @@ class Archiver(ConsumerMixin):
         if result.new_death:
             self.archived += 1
             hook = "; the consumer's dead-letter hook ran" if result.hook_ran else ""
-            self.command.stdout.write(
-                f"archived: queue={queue} event_type={dead_letter.event_type} event_id={dead_letter.event_id} "
-                f"reason={dead_letter.reason} deaths={result.record.deaths}{hook}"
+            logger.info(
+                "archived: queue=%s event_type=%s event_id=%s reason=%s deaths=%s%s", queue, dead_letter.event_type,
+                dead_letter.event_id, dead_letter.reason, result.record.deaths, hook,
+                extra={**envelope_log_fields(dead_letter.envelope), "queue": queue, "reason": dead_letter.reason},
             )
 
     def on_connection_error(self, exc, interval):
-        self.command.stderr.write(f"RabbitMQ connection lost, reconnecting in {interval} s: {exc}")
+        logger.warning("RabbitMQ connection lost, reconnecting in %s s: %s", interval, exc)
 
     def on_iteration(self):
         if self.once and time.monotonic() - self.idle_since > 1.0:
@@ -89,8 +92,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(
-            f"dead-letter archiver consuming {topology.DEAD_LETTER_ARCHIVE_QUEUE} at {archiver.connection.as_uri()}"
+        logger.info(
+            "dead-letter archiver consuming %s at %s", topology.DEAD_LETTER_ARCHIVE_QUEUE, archiver.connection.as_uri()
         )
         archiver.run()  # sees a stop request within 1 s
-        self.stdout.write(f"dead-letter archiver stopped ({archiver.archived} dead letter(s) archived)")
+        logger.info("dead-letter archiver stopped (%s dead letter(s) archived)", archiver.archived)

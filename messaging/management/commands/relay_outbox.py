@@ -1,3 +1,4 @@
+import logging
 import signal
 import time
 from datetime import timedelta
@@ -11,6 +12,9 @@ from messaging.outbox import outbox_backlog, prune_outbox, relay_outbox
 
 PRUNE_EVERY_SECONDS = 3600
 MAX_BACKOFF_SECONDS = 30.0
+
+# The long-running relay logs (one JSON line each, see fitness.logging); --once and --dry-run print.
+logger = logging.getLogger("messaging.relay")
 
 
 class Command(BaseCommand):
@@ -73,7 +77,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(f"outbox relay started: scanning every {interval} s, batches of {batch_size}")
+        logger.info("outbox relay started: scanning every %s s, batches of %s", interval, batch_size)
         backoff = interval
         last_prune = 0.0
         while not stopping:
@@ -84,12 +88,12 @@ class Command(BaseCommand):
                     pruned = prune_outbox(older_than=self.retention)
                     last_prune = time.monotonic()
                     if pruned:
-                        self.stdout.write(f"pruned {pruned} published row(s) older than {self.retention.days} day(s)")
+                        logger.info("pruned %s published row(s) older than %s day(s)", pruned, self.retention.days)
             except Exception as exc:  # the database is down: say so, wait, try again
-                self.stderr.write(f"relay scan failed, retrying in {backoff:.0f} s: {exc}")
+                logger.warning("relay scan failed, retrying in %.0f s: %s", backoff, exc)
                 report = None
             if report is not None and report.published:
-                self.stdout.write(f"published {report.published} event(s)")
+                logger.info("published %s event(s)", report.published)
             if report is None or report.failed:
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             else:
@@ -97,4 +101,4 @@ class Command(BaseCommand):
             deadline = time.monotonic() + backoff
             while not stopping and time.monotonic() < deadline:
                 time.sleep(min(0.1, interval))
-        self.stdout.write("outbox relay stopped")
+        logger.info("outbox relay stopped")
