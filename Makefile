@@ -31,9 +31,12 @@ run: demo-data
 	@echo "  web        http://localhost:$(PORT)/   (admin: http://localhost:$(PORT)/admin/, user admin, password admin)"
 	@echo "  API        http://localhost:$(PORT)/api/docs/   (helpers helper1/helper1-pass, helper2/helper2-pass)"
 	@echo "  health     http://localhost:$(PORT)/healthz   http://localhost:$(PORT)/readyz"
+	@echo "  metrics    http://localhost:$(PORT)/metrics   (Prometheus; every process's counters)"
 	@echo "  Flower     http://localhost:$(FLOWER_PORT)/   (basic auth $(FLOWER_BASIC_AUTH))"
 	@echo "  processes  $$(grep -v '^#' Procfile | cut -d: -f1 | tr '\n' ' ')  (Ctrl-C stops them all)"
 	@echo
+	@# metric files of the previous run (prometheus-client multiprocess mode): counters start at 0
+	@mkdir -p "$${PROMETHEUS_MULTIPROC_DIR:-var/metrics}" && find "$${PROMETHEUS_MULTIPROC_DIR:-var/metrics}" -maxdepth 1 -name '*.db' -delete
 	@honcho start -f Procfile -p $(PORT) -c worker-ai=3
 
 test: setup

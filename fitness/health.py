@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.urls import resolve
 from kombu import Connection
 
 from messaging.broker import connect_once
@@ -40,3 +41,24 @@ def readyz(request):
     failing = [name for name, result in checks.items() if result != "ok"]
     body = {"status": "unavailable" if failing else "ready", "checks": checks, "failing": failing}
     return JsonResponse(body, status=503 if failing else 200)
+
+
+class AnyHostForProbesMiddleware:
+    """Answer /healthz, /readyz and /metrics whatever the request's Host header says.
+
+    Kubernetes probes and Prometheus address a pod by its IP (`Host: 10.1.2.3:8000`), which
+    ALLOWED_HOSTS does not list, so Django's CommonMiddleware would answer 400 DisallowedHost
+    and the pod would never become ready. These endpoints build no URLs from the host, so the
+    host check protects nothing there; every other path keeps it. Before CommonMiddleware.
+    """
+
+    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        return match.func(request, *match.args, **match.kwargs)

@@ -52,11 +52,13 @@ INSTALLED_APPS = [
     "ml",
     "monitoring",
     "notifications",
+    "observability",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "messaging.middleware.CorrelationIdMiddleware",
+    "fitness.health.AnyHostForProbesMiddleware",  # probes and scrapes address pods by IP
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -309,3 +311,32 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "TaskStatusEnum": "tasks.models.LaundryTask.Status",
     "NotificationStatusEnum": "notifications.models.Notification.Status",
 }
+
+# --- Observability: GET /metrics, queue depths, Flower's broker tab (observability/) ----
+# prometheus-client's multiprocess mode: every process (gunicorn workers, Celery pool
+# children, the relay) writes its counters and histograms to files in this directory, and
+# GET /metrics sums them. The library reads the environment variable when it is first
+# imported, so it is set here, before any app imports it. `make run` empties it at start.
+# An image whose directory is not writable (Kubernetes runs it as an unprivileged user)
+# falls back to a directory of its own under the temp dir (each pod has its own /tmp).
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", str(BASE_DIR / "var" / "metrics"))
+try:
+    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+    if not os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK):
+        raise PermissionError(PROMETHEUS_MULTIPROC_DIR)
+except OSError:
+    import tempfile
+
+    PROMETHEUS_MULTIPROC_DIR = os.path.join(tempfile.gettempdir(), f"fitness-metrics-{os.getuid()}")
+    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# GET /metrics is open unless this is set; then it needs `Authorization: Bearer <token>`.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+# A port on which Celery workers and the relay serve their own process's /metrics (one
+# pod each in Kubernetes, where the web's /metrics cannot see their files); unset: off.
+METRICS_EXPORTER_PORT = env_int("METRICS_EXPORTER_PORT", 0) or None
+# RabbitMQ's management API (http[s]://user:password@host:15672); empty: the first broker
+# of CELERY_BROKER_URL on port 15672 with the broker's credentials. Queue depths come from
+# it (ready, unacked, consumers), or from passive declares (no unacked) when it is down.
+RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", "")
+QUEUE_STATS_TIMEOUT_SECONDS = env_float("QUEUE_STATS_TIMEOUT_SECONDS", 2.0)

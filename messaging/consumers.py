@@ -17,7 +17,9 @@ What the decorator gives every handler, so that no handler repeats it:
   (`messaging.dead_letters`), since a rejection cannot carry it;
 * logging with event_id, event type and correlation_id (and task_id when the payload has
   one) on every line the handler logs; the correlation id also flows into events the
-  handler publishes.
+  handler publishes;
+* metrics (`observability.metrics`): events processed or skipped as duplicates, failed
+  attempts, dead-lettered events, and the time of each processed event.
 
 The Celery task is named after the event type: that name is the only thing producer and
 consumer share, so either side can be deployed without the other.
@@ -41,6 +43,7 @@ from messaging.dead_letters import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
 from messaging.models import ProcessedEvent
+from observability import metrics
 
 logger = logging.getLogger("messaging.consumer")
 
@@ -96,6 +99,7 @@ class EventConsumerTask(Task):
         return log_fields(body.get("event_id"), body.get("event_type"), body.get("correlation_id"), self.consumer_name)
 
     def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+        metrics.event_failed(self.name, self.consumer_name)
         attempt = self.request.retries + 1
         delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
         logger.warning(
@@ -104,6 +108,7 @@ class EventConsumerTask(Task):
         )
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        metrics.event_dead_lettered(self.name, self.consumer_name)
         if isinstance(exc, PermanentError):
             reason = "permanent error, not retried"
         else:
@@ -247,6 +252,6 @@ def event_consumer(
             accepted_versions=tuple(sorted(accepted)),
             dead_letter_hook=staticmethod(on_dead_letter) if on_dead_letter else None,
             **task_options,
-        )(run)
+        )(metrics.consumer_observed(event_type, name)(run))
 
     return decorator

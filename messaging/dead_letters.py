@@ -51,6 +51,7 @@ from messaging.broker import publish_envelope
 from messaging.errors import BrokerUnavailable, PermanentError
 from messaging.events import Envelope, parse_message
 from messaging.models import DeadLetter
+from observability import metrics
 
 logger = logging.getLogger("messaging.dead_letters")
 
@@ -366,6 +367,7 @@ def dead_letters_replay(
             report.outcomes.append(Outcome(message, "would replay"))
             return False
         publish_envelope(message.queue, message.envelope, headers={REPLAY_HEADER: message.replays + 1})
+        metrics.event_published(message.event_type or "unknown", via="replay")
         report.outcomes.append(Outcome(message, "replayed"))
         return True  # acknowledged only now: RabbitMQ has confirmed the new copy
 

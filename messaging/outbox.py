@@ -29,6 +29,7 @@ from messaging.correlation import current_correlation_id
 from messaging.errors import BrokerUnavailable
 from messaging.events import Envelope, Event
 from messaging.models import OutboxMessage
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) 
         )
         rows = cursor.fetchall()
         published: list[int] = []
+        via = "fast_path" if ids is not None else "relay"
         for row_id, event_type, event_id, queue, envelope in rows:
             body = json.loads(envelope) if isinstance(envelope, str) else envelope
             try:
@@ -109,12 +111,14 @@ def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) 
                 )
                 report.failed = 1
                 report.error = str(exc)
+                metrics.event_publish_failed(event_type, via=via)
                 logger.warning(
                     "outbox: %s %s not published (%s pending rows wait): %s",
                     event_type, event_id, len(rows) - len(published), exc,
                 )
                 break
             published.append(row_id)
+            metrics.event_published(event_type, via=via)
         if published:
             cursor.execute(
                 f"UPDATE {table} SET published_at = clock_timestamp(), last_attempt_at = clock_timestamp(),"

@@ -21,6 +21,7 @@ from messaging.contracts import TaskConfirmedEvent, TaskConfirmedEventV1, TaskSu
 from messaging.errors import PermanentError
 from ml.retraining import retrain_if_due
 from ml.training_data import training_sample_record
+from observability import metrics
 from tasks.services import reading_record, task_fail, task_mark_analyzing
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
     except UndecodablePhoto as exc:
         raise PhotoUnavailable(f"the photo {event.photo} cannot be decoded: {exc}") from exc
     prediction = reader.read(image)
+    metrics.inference_observed(prediction.inference_ms)
     reading_record(
         task_id=event.task_id,
         labels=prediction.labels,

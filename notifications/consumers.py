@@ -22,6 +22,7 @@ from monitoring.selectors import fault_alert_target
 from notifications.backends import push_backend
 from notifications.models import Notification
 from notifications.services import DispatchReport, notification_dispatch, push_abandon
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def send_fault_alert(event: EquipmentFaultEvent, envelope) -> None:
         },
         urgent=event.severity == "critical",
     )
+    delivered = report.sent if push_backend().delivers_to_devices else report.notifications  # inbox: stored
+    metrics.alert_delivered(occurred_at=envelope.occurred_at, severity=event.severity, delivered=delivered)
     _retry_if_pending(report, f"fault {event.fault_id}")
 
 

@@ -90,6 +90,13 @@ if ! port_open 5672; then
     wait_for_port 5672 RabbitMQ 120
     as_root rabbitmqctl -q await_startup >/dev/null
 fi
+# The management plugin: its HTTP API (port 15672) gives /metrics queue depths with unacked
+# counts and Flower its broker tab. Enabling it online does not restart the node.
+if ! as_root rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+    say "enabling the RabbitMQ management plugin"
+    as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+fi
+wait_for_port 15672 "the RabbitMQ management API" 60
 
 # --- Schema and topology --------------------------------------------------------------
 say "migrating the database"

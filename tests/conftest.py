@@ -45,9 +45,10 @@ def broker_vhost():
 
 @pytest.fixture(scope="session", autouse=True)
 def media_root():
-    """This run's photos and model artifacts, removed at the end."""
+    """This run's photos and model artifacts, removed at the end (and its metric files)."""
     yield Path(settings.MEDIA_ROOT)
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+    shutil.rmtree(settings.PROMETHEUS_MULTIPROC_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

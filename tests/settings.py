@@ -14,6 +14,10 @@ TEST_VHOST = f"fitness-test-{TEST_RUN}"
 BROKER_ROOT_URL = os.environ.get("TEST_BROKER_ROOT_URL", "amqp://guest:guest@127.0.0.1:5672")
 os.environ.setdefault("CELERY_BROKER_URL", f"{BROKER_ROOT_URL}/{TEST_VHOST}")
 os.environ.setdefault("DATABASE_TEST_NAME", f"test_fitness_{TEST_RUN}")
+# This run's metric files (never `make run`'s var/metrics); its workers inherit the variable.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var", f"test-metrics-{TEST_RUN}"
+)
 
 from fitness.settings import *  # noqa: E402,F403
 

@@ -45,6 +45,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=database_url(settings.DATABASES["default"]),
         CELERY_BROKER_URL=celery_app.conf.broker_url,
         PYTHONUNBUFFERED="1",
+        # its counters land where this run's GET /metrics sums them
+        PROMETHEUS_MULTIPROC_DIR=settings.PROMETHEUS_MULTIPROC_DIR,
     )
     env.update(extra)
     return env

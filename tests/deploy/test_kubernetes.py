@@ -129,6 +129,22 @@ def test_workers_have_file_probes_and_resources():
     assert ai_memory.endswith("Gi")  # torch and a model need room
 
 
+def test_every_process_with_counters_is_scraped_where_it_serves_them():
+    config = of_kind("ConfigMap")["fitness-config"]["data"]
+    exporter_port = int(config["METRICS_EXPORTER_PORT"])
+    for name, deployment in of_kind("Deployment").items():
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        if name == "web":  # GET /metrics of the app, with the queue and outbox gauges
+            expected = container(deployment)["ports"][0]["containerPort"]
+        elif name.startswith("worker-") or name in ("relay", "dead-letters"):  # observability/exporter.py
+            expected = exporter_port
+            assert {"name": "metrics", "containerPort": exporter_port} in container(deployment)["ports"], name
+        else:
+            continue
+        assert annotations.get("prometheus.io/scrape") == "true", name
+        assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (str(expected), "/metrics")
+
+
 def test_every_worker_pool_and_the_web_have_a_disruption_budget():
     budgets = {
         d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in of_kind("PodDisruptionBudget").values()

@@ -12,6 +12,7 @@ from messaging import dead_letters
 from messaging.errors import BrokerUnavailable
 from messaging.models import DeadLetter, ProcessedEvent
 from messaging.outbox import publish_event
+from tests.observability.scrape import scrape
 from tests.probe.events import ProbeFixableEvent
 from tests.probe.models import ProbeEffect
 from tests.support import WorkerProcess, dead_letter_archiver, own_vhost, queue_depth, wait_for
@@ -84,9 +85,12 @@ def test_replaying_a_fixed_handlers_dead_letters_processes_each_once_and_empties
     assert "hits a bug" in shown and "rejected" in shown
 
     fixable.fix()
+    replayed_before = scrape().value("fitness_events_published_total", 0, event_type="ProbeFixableEvent", via="replay")
     replay = dlq("replay", "--event-type", "ProbeFixableEvent", "--by", "ops")
 
     assert "replayed 3 dead letter(s)" in replay
+    assert scrape().value("fitness_events_published_total", event_type="ProbeFixableEvent", via="replay") == (
+        replayed_before + 3)
     wait_for(lambda: ProbeEffect.objects.filter(label__in=["fix-a", "fix-b", "fix-c"]).count() == 3,
              what="the replayed events to be processed")
     assert queue_depth(DLQ) == 0

@@ -10,6 +10,7 @@ from fitness import topology
 from fitness.celery import app as celery_app
 from fitness.logging import envelope_log_fields
 from messaging.dead_letters import dead_letter_archive, decode_body, parse_dead_letter
+from observability.exporter import start_exporter
 
 logger = logging.getLogger("messaging.dead_letters")
 
@@ -92,6 +93,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        start_exporter()  # its own /metrics when METRICS_EXPORTER_PORT is set (a pod of its own)
         logger.info(
             "dead-letter archiver consuming %s at %s", topology.DEAD_LETTER_ARCHIVE_QUEUE, archiver.connection.as_uri()
         )

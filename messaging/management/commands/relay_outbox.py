@@ -9,6 +9,7 @@ from django.db import close_old_connections
 
 from messaging.models import OutboxMessage
 from messaging.outbox import outbox_backlog, prune_outbox, relay_outbox
+from observability.exporter import start_exporter
 
 PRUNE_EVERY_SECONDS = 3600
 MAX_BACKOFF_SECONDS = 30.0
@@ -77,6 +78,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        start_exporter()  # its own /metrics when METRICS_EXPORTER_PORT is set (a pod of its own)
         logger.info("outbox relay started: scanning every %s s, batches of %s", interval, batch_size)
         backoff = interval
         last_prune = 0.0
