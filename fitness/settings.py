@@ -73,7 +73,7 @@ WSGI_APPLICATION = "fitness.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "fitness" / "templates"],  # project-wide admin pages (the operations page)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

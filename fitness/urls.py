@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from fitness import health
+from fitness.operations import operations_view
 from observability.views import metrics_view
 
 urlpatterns = [
@@ -12,5 +13,6 @@ urlpatterns = [
     path("api/v1/", include("fitness.api_urls", namespace="api-v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/operations/", admin.site.admin_view(operations_view), name="admin-operations"),
     path("admin/", admin.site.urls),
 ]

@@ -105,8 +105,7 @@ def test_model_views_are_for_superusers_only_even_with_permissions(client, store
                 "/admin/ml/trainingsample/", "/admin/ml/retrainingrun/"):
         assert client.get(url).status_code == 403, url
     assert client.post("/admin/ml/modelversion/rollback/").status_code == 403
-    response = client.post(
-        "/admin/ml/modelversion/", {"action": "activate", "_selected_action": [ModelVersion.objects.get(version="v2").pk]}
-    )
+    second = ModelVersion.objects.get(version="v2")
+    response = client.post("/admin/ml/modelversion/", {"action": "activate", "_selected_action": [second.pk]})
     assert response.status_code == 403
     assert ModelVersion.objects.get(is_active=True).version == "v1"
