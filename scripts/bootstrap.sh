@@ -3,6 +3,9 @@
 # migrations and the RabbitMQ topology. Idempotent; every step is skipped when done.
 #
 #   scripts/bootstrap.sh          what `make setup` runs (and so `make run` and `make test`)
+#   scripts/bootstrap.sh --with-browser
+#                                 also headless Chromium and chromedriver for tests/browser/
+#                                 (what `make test` runs; `make run` does not need them)
 #
 # Environment: DATABASE_URL and CELERY_BROKER_URL as in fitness/settings.py. Services are
 # installed and started only when they run on this machine (127.0.0.1/localhost).
@@ -13,6 +16,13 @@ VENV=.venv
 DB_NAME=fitness
 DB_USER=fitness
 DB_PASSWORD=fitness
+WITH_BROWSER=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-browser) WITH_BROWSER=1 ;;
+        *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -52,6 +62,13 @@ if [ ! -f "$STAMP" ] || ! sha256sum --quiet -c "$STAMP" 2>/dev/null; then
     say "installing Python requirements into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
     sha256sum requirements.txt > "$STAMP"
+fi
+
+# --- Headless Chromium for the browser tests (tests/browser/) ------------------------------
+# Debian's chromium and its matching chromedriver: Selenium uses these paths and never
+# downloads a browser or driver of its own.
+if [ "$WITH_BROWSER" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+    apt_install chromium chromium-driver
 fi
 
 # --- PostgreSQL -----------------------------------------------------------------------
