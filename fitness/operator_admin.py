@@ -26,3 +26,20 @@ class OperatorOnly:
 
     def has_delete_permission(self, request, obj=None):
         return self.is_operator(request) and super().has_delete_permission(request, obj)
+
+
+class RecordsOnly:
+    """Rows written by the system (events, runs, activations): viewed in the admin, never added or edited there."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PermanentRecords(RecordsOnly):
+    """Records that other rows or the history name: not deleted either."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -3,26 +3,20 @@
 from django.contrib import admin, messages
 
 from fitness import topology
-from fitness.operator_admin import OperatorOnly
+from fitness.operator_admin import OperatorOnly, RecordsOnly
 from messaging.dead_letters import Selection, dead_letters_replay
 from messaging.models import DeadLetter, OutboxMessage, ProcessedEvent
 from messaging.outbox import outbox_backlog
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(OperatorOnly, admin.ModelAdmin):
+class OutboxMessageAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
     """The outbox; the list starts with its backlog: unpublished messages and the oldest one's age."""
 
     list_display = ("id", "event_type", "event_id", "queue", "created_at", "published_at", "publish_attempts")
     list_filter = ("event_type", "queue", ("published_at", admin.EmptyFieldListFilter))
     search_fields = ("event_id", "event_type")
     readonly_fields = [f.name for f in OutboxMessage._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         unpublished, oldest_age = outbox_backlog()
@@ -31,20 +25,14 @@ class OutboxMessageAdmin(OperatorOnly, admin.ModelAdmin):
 
 
 @admin.register(ProcessedEvent)
-class ProcessedEventAdmin(OperatorOnly, admin.ModelAdmin):
+class ProcessedEventAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
     list_display = ("consumer", "event_type", "event_id", "processed_at")
     list_filter = ("consumer", "event_type")
     search_fields = ("event_id",)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(OperatorOnly, admin.ModelAdmin):
+class DeadLetterAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
     """The dead letters' history; "Replay selected" runs the same replay as `manage.py dlq replay`."""
 
     list_display = ("event_type", "event_id", "queue", "status", "reason", "deaths", "last_dead_at", "short_error",
@@ -55,12 +43,6 @@ class DeadLetterAdmin(OperatorOnly, admin.ModelAdmin):
     date_hierarchy = "last_dead_at"
     readonly_fields = [f.name for f in DeadLetter._meta.fields if f.editable] + ["status"]
     actions = ["replay_selected"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="error")
     def short_error(self, obj: DeadLetter) -> str:

@@ -6,7 +6,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from fitness.operator_admin import OperatorOnly
+from fitness.operator_admin import OperatorOnly, PermanentRecords, RecordsOnly
 from ml.models import ModelActivation, ModelVersion, RetrainingRun, TrainingSample
 from ml.services import (
     NothingToRollBack,
@@ -17,7 +17,7 @@ from ml.services import (
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(OperatorOnly, admin.ModelAdmin):
+class ModelVersionAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
     """Trained versions are read-only records; operators promote one or roll back to the previous one.
 
     Both run the services behind `manage.py models promote|rollback`, so every activation is
@@ -33,12 +33,6 @@ class ModelVersionAdmin(OperatorOnly, admin.ModelAdmin):
     readonly_fields = [f.name for f in ModelVersion._meta.fields]
     actions = ["activate"]
     change_list_template = "admin/ml/modelversion/change_list.html"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False  # readings name their version: keep every version
@@ -115,7 +109,7 @@ def _percent(value: float | None) -> str:
 
 
 @admin.register(TrainingSample)
-class TrainingSampleAdmin(OperatorOnly, admin.ModelAdmin):
+class TrainingSampleAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
     """Owner-confirmed photos: read-only (they come from TaskConfirmedEvent)."""
 
     list_display = ("task_id", "split", "labels", "ai_labels", "corrected", "source_model_version", "created_at")
@@ -123,15 +117,9 @@ class TrainingSampleAdmin(OperatorOnly, admin.ModelAdmin):
     search_fields = ("task_id", "photo_sha256")
     readonly_fields = [f.name for f in TrainingSample._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(RetrainingRun)
-class RetrainingRunAdmin(OperatorOnly, admin.ModelAdmin):
+class RetrainingRunAdmin(OperatorOnly, PermanentRecords, admin.ModelAdmin):
     """The retraining history: what each run used, what it measured and what it decided."""
 
     list_display = ("id", "trigger", "status", "requested_at", "seconds", "new_samples", "train_size",
@@ -139,30 +127,12 @@ class RetrainingRunAdmin(OperatorOnly, admin.ModelAdmin):
     list_filter = ("status", "trigger")
     readonly_fields = [f.name for f in RetrainingRun._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ModelActivation)
-class ModelActivationAdmin(OperatorOnly, admin.ModelAdmin):
+class ModelActivationAdmin(OperatorOnly, PermanentRecords, admin.ModelAdmin):
     """Every promotion and rollback: who, why, and which version it replaced."""
 
     list_display = ("activated_at", "version", "previous", "activated_by", "reason")
     list_filter = ("activated_by",)
     list_select_related = ("version", "previous")
     readonly_fields = [f.name for f in ModelActivation._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
