@@ -137,27 +137,26 @@ class LaundryTaskAdmin(BranchOwnerAccess, admin.ModelAdmin):
 
     @admin.display(description="photo")
     def thumbnail(self, task: LaundryTask) -> str:
-        if not task.photo:
-            return "-"
-        url = self.photo_url(task)
-        return format_html(
-            '<a href="{}" target="_blank" rel="noopener" title="Open the full photo">'
-            '<img src="{}?size=thumb" alt="photo of task {}" loading="lazy" '
-            'style="max-width:80px;max-height:80px;display:block"></a>',
-            url, url, task.pk,
-        )
+        return self._photo_link(task, side=80)
 
     @admin.display(description="photo")
     def photo_preview(self, task: LaundryTask) -> str:
+        return self._photo_link(task, side=240, caption="Open the full photo")
+
+    def _photo_link(self, task: LaundryTask, *, side: int, caption: str = "") -> str:
+        """The thumbnail (at most `side` px on screen) as a link that opens the full photo."""
         if not task.photo:
             return "-"
         url = self.photo_url(task)
-        return format_html(
+        link = format_html(
             '<a href="{}" target="_blank" rel="noopener" title="Open the full photo">'
-            '<img src="{}?size=thumb" alt="photo of task {}" style="max-width:240px;max-height:240px"></a>'
-            '<br><a href="{}" target="_blank" rel="noopener">Open the full photo</a>',
-            url, url, task.pk, url,
+            '<img src="{}?size=thumb" alt="photo of task {}" loading="lazy" '
+            'style="max-width:{}px;max-height:{}px;display:block"></a>',
+            url, url, task.pk, side, side,
         )
+        if caption:
+            link += format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, caption)
+        return link
 
     @admin.display(description="AI reading")
     def ai_reading(self, task: LaundryTask) -> str:

@@ -18,9 +18,11 @@ from branches.models import Branch, Helper
 _counter = itertools.count(1)
 
 
-def user(username: str | None = None, *, staff: bool = False):
+def user(username: str | None = None, *, staff: bool = False, superuser: bool = False):
     username = username or f"user{next(_counter)}"
-    return get_user_model().objects.create_user(username=username, password=f"{username}-pass", is_staff=staff)
+    return get_user_model().objects.create_user(
+        username=username, password=f"{username}-pass", is_staff=staff or superuser, is_superuser=superuser
+    )
 
 
 def branch(code: str | None = None, *, owner=None) -> Branch:

@@ -131,9 +131,7 @@ def build_world(tag: str) -> World:
 
 @pytest.fixture
 def worlds():
-    root = factories.user("walk-root", staff=True)
-    root.is_superuser = True
-    root.save()
+    root = factories.user("walk-root", superuser=True)
     return {tag: build_world(tag) for tag in ("alpha", "bravo")}, root
 
 

@@ -90,9 +90,7 @@ def test_owners_neither_see_nor_issue_api_keys(owner_client, machine):
 
 
 def test_a_superuser_still_sees_the_key_prefix_and_issues_keys(client, machine, other_machine):
-    root = factories.user("root", staff=True)
-    root.is_superuser = True
-    root.save()
+    root = factories.user("root", superuser=True)
     client.force_login(root)
 
     page = client.get(EQUIPMENT_URL)

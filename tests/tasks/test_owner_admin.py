@@ -295,9 +295,7 @@ def test_owners_cannot_add_edit_or_delete_tasks(owner_client, task):
 
 
 def test_a_superuser_sees_every_task_but_confirms_only_in_branches_they_own(client, task, other_task):
-    admin_user = factories.user("root", staff=True)
-    admin_user.is_superuser = True
-    admin_user.save()
+    admin_user = factories.user("root", superuser=True)
     client.force_login(admin_user)
 
     page = client.get(LIST_URL)
