@@ -37,8 +37,10 @@ def database_url(db: dict) -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process that shares this run's database and vhost."""
+def subprocess_env(**extra: str | None) -> dict[str, str]:
+    """The environment for a child process that shares this run's database and vhost.
+
+    `extra` adds variables; None removes one."""
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
@@ -48,7 +50,9 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         # its counters land where this run's GET /metrics sums them
         PROMETHEUS_MULTIPROC_DIR=settings.PROMETHEUS_MULTIPROC_DIR,
     )
-    env.update(extra)
+    env.update({name: value for name, value in extra.items() if value is not None})
+    for name in [name for name, value in extra.items() if value is None]:
+        env.pop(name, None)
     return env
 
 
@@ -59,7 +63,7 @@ class ChildProcess:
     and `kill` kill -9s the whole process group.
     """
 
-    def __init__(self, argv: list[str], *, name: str, log_dir: Path, ready: str, **env: str):
+    def __init__(self, argv: list[str], *, name: str, log_dir: Path, ready: str, **env: str | None):
         self.argv = argv
         self.name = name
         self.ready = ready.encode()
@@ -112,7 +116,7 @@ class ChildProcess:
 class WorkerProcess(ChildProcess):
     """A real `celery worker` subprocess consuming some queues of the test vhost."""
 
-    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str):
+    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str | None):
         self.queues = queues
         self.concurrency = concurrency
         super().__init__(
@@ -173,7 +177,7 @@ def use_broker(url: str):
 class CommandProcess(ChildProcess):
     """A long-running `manage.py` command (the relay, the dead-letter archiver) as a subprocess."""
 
-    def __init__(self, *args: str, name: str, log_dir: Path, ready: str, **env: str):
+    def __init__(self, *args: str, name: str, log_dir: Path, ready: str, **env: str | None):
         self.args = args
         super().__init__([sys.executable, "manage.py", *args], name=name, log_dir=log_dir, ready=ready, **env)
 
