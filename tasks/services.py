@@ -209,7 +209,8 @@ def task_confirm(
                 confirmed_at=task.confirmed_at,
             )
         )
-    logger.info("task %s confirmed as %s by user %s", task.pk, _describe(task.confirmed_labels), owner.pk)
+    logger.info("task %s confirmed as %s by user %s", task.pk, _describe(task.confirmed_labels), owner.pk,
+                extra={"task_id": task.pk})
     return Confirmation(task, created=True)
 
 
