@@ -17,7 +17,7 @@ covers Celery's own "Task …[…] received/succeeded" lines.
 `LOG_FORMAT` picks the formatter: `json` (python-json-logger) or `plain` (a human line
 with the same fields appended as key=value). Celery workers and beat use Django's LOGGING
 (`configure_celery_logging`, connected in fitness.celery); gunicorn's own lines go
-through `GunicornLogger` (the Procfile's `--logger-class`).
+through `GunicornLogger` (the logger class that gunicorn.conf.py sets).
 """
 
 from __future__ import annotations

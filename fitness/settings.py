@@ -233,7 +233,7 @@ READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)
 
 # Logs (fitness/logging.py): "json", one object per line, or "plain", a line for people;
 # both carry correlation_id, event_id, task_id… where known. Celery workers, beat and
-# gunicorn (its --logger-class) use this configuration too.
+# gunicorn (its logger class, set in gunicorn.conf.py) use this configuration too.
 LOG_FORMAT = env("LOG_FORMAT", "json").strip().lower()
 if LOG_FORMAT not in ("json", "plain"):
     raise ValueError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
