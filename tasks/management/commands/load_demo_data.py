@@ -22,7 +22,8 @@ class Command(BaseCommand):
         "DEMO_ADMIN_PASSWORD, default `admin`) and two branches, each with an owner and a helper "
         "(owner1/helper1 at the first, owner2/helper2 at the second; every password is "
         "<username>-pass), plus what each app's `demo` module adds (equipment, customers, device "
-        "tokens, three demo photos per helper for the AI to read). Running it again resets those accounts' passwords and changes nothing else."
+        "tokens, three demo photos per helper for the AI to read). Running it again resets those "
+        "accounts' passwords and changes nothing else."
     )
 
     @transaction.atomic
