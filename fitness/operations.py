@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F
+from django.db.models import Count
 from django.template.response import TemplateResponse
 
 from fitness import topology
@@ -44,7 +44,7 @@ def operations_view(request):
         logger.warning("queue depths unavailable: %s", exc)
         depths, broker_error = {}, f"{exc.__class__.__name__}: {exc}"
     waiting = dict(
-        DeadLetter.objects.filter(deaths__gt=F("replays") + F("purges"))
+        DeadLetter.objects.still_dead_lettered()
         .values_list("queue").annotate(count=Count("id")).values_list("queue", "count")
     )
     rows = [

@@ -1,5 +1,5 @@
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class OutboxMessage(models.Model):
@@ -56,6 +56,14 @@ class ProcessedEvent(models.Model):
         return f"{self.consumer}: {self.event_type} {self.event_id}"
 
 
+class DeadLetterQuerySet(models.QuerySet):
+    def still_dead_lettered(self) -> "DeadLetterQuerySet":
+        """The rows whose `status` is `dead-lettered`: the same rule, in SQL."""
+        return self.filter(
+            Q(deaths__gt=F("replays") + F("purges")) | Q(purged_at__isnull=True, replayed_at__isnull=True)
+        )
+
+
 class DeadLetter(models.Model):
     """The history of one event's dead-lettering from one work queue.
 
@@ -92,6 +100,8 @@ class DeadLetter(models.Model):
     purged_at = models.DateTimeField(null=True, blank=True)
     purged_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeadLetterQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_dead_at", "-id"]

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from messaging.models import DeadLetter, OutboxMessage
 from tests.observability.scrape import closed_port
@@ -35,7 +36,8 @@ def test_the_page_shows_each_queue_with_its_dead_letter_queue_and_the_outbox(adm
     put(WORK, 4)
     put(DLQ, 2)
     DeadLetter.objects.create(queue=WORK, event_id=str(uuid.uuid4()), deaths=1)
-    DeadLetter.objects.create(queue=WORK, event_id=str(uuid.uuid4()), deaths=1, replays=1)  # replayed: not waiting
+    DeadLetter.objects.create(queue=WORK, event_id=str(uuid.uuid4()), deaths=1, replays=1,
+                              replayed_at=timezone.now())  # replayed: not waiting
     OutboxMessage.objects.create(event_id=uuid.uuid4(), event_type="ProbeEvent", schema_version=1,
                                  queue=WORK, envelope={})
 

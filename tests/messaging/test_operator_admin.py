@@ -57,3 +57,22 @@ def test_staff_users_get_403_even_with_every_messaging_permission(client):
     dead_letter.refresh_from_db()
     assert dead_letter.replays == 0
     assert "Operations" not in client.get("/admin/").content.decode()
+
+
+def test_still_dead_lettered_selects_the_rows_whose_status_says_so():
+    now = timezone.now()
+    rows = [
+        DeadLetter(queue="task.submitted", event_id=str(uuid.uuid4()), **fields) for fields in (
+            {"deaths": 1},  # archived, waiting
+            {"deaths": 0},  # the consumer's record, before the archiver's
+            {"deaths": 1, "replays": 1, "replayed_at": now},  # replayed
+            {"deaths": 2, "replays": 1, "replayed_at": now},  # replayed and dead again
+            {"deaths": 1, "purges": 1, "purged_at": now},  # purged
+        )
+    ]
+    DeadLetter.objects.bulk_create(rows)
+
+    selected = set(DeadLetter.objects.still_dead_lettered().values_list("event_id", flat=True))
+
+    assert selected == {row.event_id for row in DeadLetter.objects.all() if row.status == "dead-lettered"}
+    assert len(selected) == 3
