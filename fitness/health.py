@@ -8,6 +8,9 @@ from kombu import Connection
 
 from messaging.broker import connect_once
 
+# What Kubernetes probes and Prometheus call, every few seconds, addressing a pod by its IP.
+PROBE_AND_SCRAPE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
 
 def healthz(request):
     """The process is alive and serving requests; says nothing about its dependencies."""
@@ -52,13 +55,11 @@ class AnyHostForProbesMiddleware:
     host check protects nothing there; every other path keeps it. Before CommonMiddleware.
     """
 
-    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path_info not in self.PATHS:
+        if request.path_info not in PROBE_AND_SCRAPE_PATHS:
             return self.get_response(request)
         match = resolve(request.path_info)
         return match.func(request, *match.args, **match.kwargs)

@@ -3,11 +3,10 @@ import time
 
 from django.utils.functional import SimpleLazyObject, empty
 
+from fitness.health import PROBE_AND_SCRAPE_PATHS
 from messaging.correlation import acceptable, correlation_scope, log_scope, new_correlation_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# Probes and scrapes come every few seconds: their lines are DEBUG, not INFO.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 logger = logging.getLogger("fitness.request")
 
@@ -36,7 +35,8 @@ class CorrelationIdMiddleware:
 
 
 def _log_request(request, response, duration_ms: float) -> None:
-    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    # probes and scrapes come every few seconds: their lines are DEBUG, not INFO
+    level = logging.DEBUG if request.path in PROBE_AND_SCRAPE_PATHS else logging.INFO
     if not logger.isEnabledFor(level):
         return
     logger.log(
