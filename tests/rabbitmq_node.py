@@ -204,6 +204,19 @@ class RabbitMQNode:
             )
         return result
 
+    def messages_in(self, queue: str, vhost: str = "/") -> int:
+        """Every message a queue holds: ready ones and those delivered to a consumer but not acked.
+
+        A passive declare counts only the ready ones, so a copy sitting in a worker's prefetch
+        buffer looks like an empty queue there; this asks the node itself.
+        """
+        out = self.ctl("list_queues", "-p", vhost, "--no-table-headers", "--quiet", "name", "messages")
+        for line in out.splitlines():
+            name, _, count = line.rpartition("\t")
+            if name == queue:
+                return int(count)
+        raise RabbitMQNodeError(f"no queue {queue!r} in vhost {vhost!r} on {self.name}")
+
     def add_vhost(self, vhost: str) -> str:
         self.ctl("add_vhost", vhost)
         self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
