@@ -519,6 +519,7 @@ def dead_letter_archive(message: DeadLetterMessage) -> ArchiveResult:
             row.error = f"{message.reason}: no error was recorded by a consumer (see the worker log for " \
                         f"event_id={message.event_id})"
         row.save()
+    metrics.dead_letter_archived(row.queue, row.event_type, row.reason)
     return ArchiveResult(row, new_death=True, hook_ran=hook_ran)
 
 

@@ -70,8 +70,16 @@ EVENTS_DEAD_LETTERED = Counter(
     "fitness_events_dead_lettered_total",
     "Events a consumer gave up on (retries exhausted, a permanent error, an invalid message): "
     "rejected to <queue>.dlq. Messages the delivery limit dead-letters (their worker died) are "
-    "not counted here; fitness_queue_messages_ready{kind=\"dead-letter\"} shows them.",
+    "counted by fitness_dead_letters_archived_total{reason=\"delivery_limit\"}.",
     ["event_type", "consumer"],
+)
+DEAD_LETTERS_ARCHIVED = Counter(
+    "fitness_dead_letters_archived_total",
+    "Deaths of events in a work queue, once each, as the dead-letter archiver recorded them, by "
+    "RabbitMQ's reason: rejected (a consumer gave up) or delivery_limit (the worker handling it "
+    "died every time). Unlike fitness_events_dead_lettered_total, it also sees the deaths no "
+    "consumer lived to report.",
+    ["queue", "event_type", "reason"],
 )
 HANDLER_DURATION = Histogram(
     "fitness_event_handler_duration_seconds",
@@ -108,6 +116,10 @@ def event_failed(event_type: str, consumer: str) -> None:
 
 def event_dead_lettered(event_type: str, consumer: str) -> None:
     EVENTS_DEAD_LETTERED.labels(event_type=event_type, consumer=consumer).inc()
+
+
+def dead_letter_archived(queue: str, event_type: str, reason: str) -> None:
+    DEAD_LETTERS_ARCHIVED.labels(queue=queue, event_type=event_type, reason=reason).inc()
 
 
 def consumer_observed(event_type: str, consumer: str) -> Callable[[Callable[..., str]], Callable[..., str]]:

@@ -16,6 +16,7 @@ from messaging.events import Envelope
 from messaging.models import DeadLetter
 from tasks.models import LaundryTask
 from tests import factories
+from tests.observability.scrape import scrape
 
 pytestmark = pytest.mark.django_db
 
@@ -120,6 +121,21 @@ def test_a_task_whose_worker_kept_dying_is_marked_failed_by_the_archiver():
     assert "the worker died while handling it (6 deliveries" in task.failure_reason
     assert result.record.consumer == "ml.read_task_photo"
     assert "dead-lettered by the queue's delivery limit" in result.record.error
+
+
+def test_every_death_is_counted_once_by_reason_those_of_dying_workers_included():
+    def archived(reason: str) -> float:
+        return scrape().value("fitness_dead_letters_archived_total", 0.0, queue="task.submitted",
+                              event_type="TaskSubmittedEvent", reason=reason)
+
+    rejected, died = archived("rejected"), archived("delivery_limit")
+    gave_up, killed = task_event(), task_event()
+
+    dead_letter_archive(dead_letter(gave_up))
+    dead_letter_archive(dead_letter(killed, reason="delivery_limit"))
+    dead_letter_archive(dead_letter(killed, reason="delivery_limit"))  # redelivered to the archiver: not again
+
+    assert (archived("rejected"), archived("delivery_limit")) == (rejected + 1, died + 1)
 
 
 def test_the_status_of_a_purged_dead_letter():
