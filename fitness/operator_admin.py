@@ -4,6 +4,9 @@ The outbox, the dead letters, processed-event records, model versions, training 
 retraining runs describe the whole network, not one branch, and their actions (replay,
 promote, roll back) change it for everybody. Staff users, branch owners among them, do not
 see them even when somebody grants them a model permission by mistake.
+
+`RecordsOnly` and `PermanentRecords` serve every admin of rows the system writes, the
+owners' tasks, faults, readings and notifications as well as the operators' records.
 """
 
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from branches.owner_admin import BranchOwnerAccess, OwnBranchListFilter
+from fitness.operator_admin import RecordsOnly
 from monitoring.models import Equipment, Fault, TelemetryReading
 from monitoring.selectors import equipment_with_state
 from monitoring.services import equipment_set_api_key, fault_acknowledge, fault_resolve
@@ -110,8 +111,9 @@ class FaultStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Fault)
-class FaultAdmin(BranchOwnerAccess, admin.ModelAdmin):
-    """The fault history. Owners acknowledge (they are on it) and resolve (fixed) their faults."""
+class FaultAdmin(RecordsOnly, BranchOwnerAccess, admin.ModelAdmin):
+    """The fault history, raised from telemetry. Owners acknowledge (they are on it) and resolve (fixed)
+    their faults, through the actions."""
 
     branch_path = "equipment__branch"
     list_display = ("opened_at", "equipment", "code", "severity", "message", "state", "acknowledged_at",
@@ -121,12 +123,6 @@ class FaultAdmin(BranchOwnerAccess, admin.ModelAdmin):
     readonly_fields = [f.name for f in Fault._meta.fields] + ["state"]
     list_select_related = ("equipment__branch",)
     actions = ["acknowledge", "resolve"]
-
-    def has_add_permission(self, request):
-        return False  # faults come from telemetry
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_resolve_permission(self, request):
         return request.user.has_perm("monitoring.change_fault") or self.is_branch_owner(request)
@@ -155,7 +151,7 @@ class FaultAdmin(BranchOwnerAccess, admin.ModelAdmin):
 
 
 @admin.register(TelemetryReading)
-class TelemetryReadingAdmin(BranchOwnerAccess, admin.ModelAdmin):
+class TelemetryReadingAdmin(RecordsOnly, BranchOwnerAccess, admin.ModelAdmin):
     """Readings, read-only; owners see those of their own equipment."""
 
     branch_path = "equipment__branch"
@@ -168,9 +164,3 @@ class TelemetryReadingAdmin(BranchOwnerAccess, admin.ModelAdmin):
     list_select_related = ("equipment__branch",)
     ordering = ("-recorded_at", "-id")
     show_full_result_count = False  # a busy network has millions of readings
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from fitness.operator_admin import RecordsOnly
 from notifications.models import DeviceToken, Notification, PushDelivery
 from notifications.selectors import notification_list_visible_to
 
@@ -25,8 +26,9 @@ class PushDeliveryInline(admin.TabularInline):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
-    """The notification log. Staff users without model permissions (branch owners) see their own."""
+class NotificationAdmin(RecordsOnly, admin.ModelAdmin):
+    """The notification log, written from events. Staff users without model permissions (branch owners)
+    see their own."""
 
     list_display = ("created_at", "recipient", "kind", "title", "status", "attempts", "provider_message_id")
     list_filter = ("kind", "status")
@@ -42,12 +44,6 @@ class NotificationAdmin(admin.ModelAdmin):
         if super().has_view_permission(request, obj):
             return True
         return request.user.is_active and request.user.is_staff and (obj is None or obj.recipient_id == request.user.pk)
-
-    def has_add_permission(self, request):
-        return False  # notifications come from events
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         if request.user.has_perm("notifications.view_notification"):

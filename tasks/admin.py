@@ -29,6 +29,7 @@ from django.utils.html import format_html
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from branches.owner_admin import BranchOwnerAccess, OwnBranchListFilter
+from fitness.operator_admin import PermanentRecords
 from messaging.contracts import LABEL_VOCABULARY
 from tasks.models import LaundryTask
 from tasks.services import InvalidLabels, TaskNotConfirmable, TaskNotFound, task_confirm
@@ -91,7 +92,7 @@ class ConfirmationPanel:
 
 
 @admin.register(LaundryTask)
-class LaundryTaskAdmin(BranchOwnerAccess, admin.ModelAdmin):
+class LaundryTaskAdmin(PermanentRecords, BranchOwnerAccess, admin.ModelAdmin):
     list_display = ("thumbnail", "id", "branch", "helper", "status", "ai_reading", "model_version", "created_at")
     list_display_links = ("id",)
     list_filter = ("status", ("created_at", admin.DateFieldListFilter), ("branch", OwnBranchListFilter))
@@ -116,15 +117,8 @@ class LaundryTaskAdmin(BranchOwnerAccess, admin.ModelAdmin):
     )
 
     # --- permissions: view for owners and superusers; the one write is the confirmation --------------
-
-    def has_add_permission(self, request):
-        return False  # tasks come from the helpers' app
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the confirmation is the only change, through task_confirm
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a task, its photo and its confirmation are training data
+    # PermanentRecords: tasks come from the helpers' app, the confirmation (task_confirm) is their
+    # only change, and a task, its photo and its confirmation are training data, never deleted.
 
     def has_confirm_permission(self, request, obj=None):
         """Owners confirm; task_confirm checks that the task is of a branch they own."""
