@@ -18,8 +18,10 @@ from monitoring.selectors import equipment_with_state
 from monitoring.services import equipment_set_api_key, fault_acknowledge, fault_resolve
 
 
-def fault_list_url(admin_site, **filters) -> str:
-    return reverse(f"{admin_site.name}:monitoring_fault_changelist") + "?" + urlencode(filters)
+def changelist_url(admin_site, model, **filters) -> str:
+    """The admin list of `model`, filtered by `filters` (list-filter query parameters)."""
+    opts = model._meta
+    return reverse(f"{admin_site.name}:{opts.app_label}_{opts.model_name}_changelist") + "?" + urlencode(filters)
 
 
 @admin.register(Equipment)
@@ -70,14 +72,13 @@ class EquipmentAdmin(BranchOwnerAccess, admin.ModelAdmin):
         count = getattr(equipment, "open_fault_count", 0)
         if not count:
             return "0"
-        url = fault_list_url(self.admin_site, equipment__id__exact=equipment.pk, resolved_at__isnull="True")
+        url = changelist_url(self.admin_site, Fault, equipment__id__exact=equipment.pk, resolved_at__isnull="True")
         return format_html('<a href="{}">{}</a>', url, count)
 
     @admin.display(description="readings")
     def readings(self, equipment: Equipment) -> str:
-        url = reverse(f"{self.admin_site.name}:monitoring_telemetryreading_changelist")
-        return format_html('<a href="{}?{}">All readings of {}</a>', url,
-                           urlencode({"equipment__id__exact": equipment.pk}), equipment.name)
+        url = changelist_url(self.admin_site, TelemetryReading, equipment__id__exact=equipment.pk)
+        return format_html('<a href="{}">All readings of {}</a>', url, equipment.name)
 
     def save_model(self, request, obj, form, change):
         if change:
