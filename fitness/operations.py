@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from fitness import topology
 from messaging.models import DeadLetter
 from messaging.outbox import outbox_backlog
-from observability.queue_stats import QueueDepth, QueueStatsError, queue_depths
+from observability.queue_stats import SOURCE_PASSIVE, QueueDepth, QueueStatsError, queue_depths
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def operations_view(request):
         "title": "Operations",
         "rows": rows,
         "archive": depths.get(topology.DEAD_LETTER_ARCHIVE_QUEUE),
-        "passive": [depth.name for depth in depths.values() if depth.source == "passive"],
+        "passive": [depth.name for depth in depths.values() if depth.source == SOURCE_PASSIVE],
         "broker_error": broker_error,
         "outbox_unpublished": unpublished,
         "outbox_oldest_age": oldest_age,

@@ -282,9 +282,10 @@ class LaundryTaskAdmin(PermanentRecords, BranchOwnerAccess, admin.ModelAdmin):
     def confirm_view(self, request, object_id: str):
         """POST: confirm the reading as read (CONFIRM_AS_READ) or with the chosen labels (CORRECT_AND_CONFIRM)."""
         task = self._visible_task(request, object_id)
+        change_url = reverse(f"{self.admin_site.name}:tasks_laundrytask_change", args=[task.pk])
         if request.method != "POST":
-            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:tasks_laundrytask_change", args=[task.pk]))
-        back = HttpResponseSeeOther(reverse(f"{self.admin_site.name}:tasks_laundrytask_change", args=[task.pk]))
+            return HttpResponseRedirect(change_url)
+        back = HttpResponseSeeOther(change_url)
         if CORRECT_AND_CONFIRM in request.POST:
             reading = reading_of(task)
             heads = set(LABEL_VOCABULARY) | set(reading.labels if reading else ())
