@@ -17,11 +17,12 @@ from ml.services import (
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
+class ModelVersionAdmin(OperatorOnly, PermanentRecords, admin.ModelAdmin):
     """Trained versions are read-only records; operators promote one or roll back to the previous one.
 
     Both run the services behind `manage.py models promote|rollback`, so every activation is
-    recorded in the activation history and the AI workers switch within seconds.
+    recorded in the activation history and the AI workers switch within seconds. Versions are
+    never deleted (PermanentRecords): readings name their version.
     """
 
     list_display = (
@@ -33,9 +34,6 @@ class ModelVersionAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
     readonly_fields = [f.name for f in ModelVersion._meta.fields]
     actions = ["activate"]
     change_list_template = "admin/ml/modelversion/change_list.html"
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # readings name their version: keep every version
 
     def has_activate_permission(self, request):
         return self.is_operator(request)
