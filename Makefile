@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 
 help:
 	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
-	@echo "make test   set up everything (no demo data, plus headless Chromium) and run the test suite"
+	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool) and run the test suite"
 	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, setup_broker"
 	@echo "make lint   ruff"
 	@echo "make bench  the benchmarks in benchmarks/"
@@ -40,7 +40,7 @@ run: demo-data
 	@honcho start -f Procfile -p $(PORT) -c worker-ai=3
 
 test:
-	@scripts/bootstrap.sh --with-browser   # `make setup` plus headless Chromium for tests/browser/
+	@scripts/bootstrap.sh --with-browser   # `make setup` plus headless Chromium (tests/browser/) and Prometheus (tests/deploy/)
 	@ruff check --quiet .
 	@python -m pytest
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from ml.models import ModelVersion, RetrainingRun, TrainingSample
@@ -168,6 +168,17 @@ def _start_next() -> RetrainingRun | None:
         run.attempts += 1
         run.save(update_fields=["status", "started_at", "attempts"])
     return run
+
+
+def retraining_summary() -> tuple[dict[str, int], str | None]:
+    """Runs by status (every status, 0 included) and the status of the last run that finished
+    (None before any): GET /metrics serves them as the `fitness_retraining_*` gauges."""
+    counts = dict.fromkeys(RetrainingRun.Status.values, 0)
+    for status, count in RetrainingRun.objects.values_list("status").annotate(count=Count("pk")).order_by():
+        counts[status] = count
+    last = (RetrainingRun.objects.filter(status__in=RetrainingRun.FINISHED, finished_at__isnull=False)
+            .order_by("-finished_at", "-pk").values_list("status", flat=True).first())
+    return counts, last
 
 
 def _finish(run: RetrainingRun, status: str, reason: str, **fields) -> RetrainingRun:

@@ -102,6 +102,26 @@ ALERT_LATENCY = Histogram(
 )
 
 
+# Label values known in advance start at 0 in every process, so that their series exist (and
+# rate() and the alerting rules in deploy/prometheus/ see them) before the first event.
+PUBLISHED_VIA = ("fast_path", "relay")
+ALERT_SEVERITIES = ("info", "warning", "critical")  # monitoring.models.Fault.Severity
+
+
+def _initialize_known_labels() -> None:
+    from fitness.topology import EVENT_ROUTES
+
+    for event_type in EVENT_ROUTES:
+        for via in PUBLISHED_VIA:
+            EVENTS_PUBLISHED.labels(event_type=event_type, via=via)
+            EVENTS_PUBLISH_FAILED.labels(event_type=event_type, via=via)
+    for severity in ALERT_SEVERITIES:
+        ALERT_LATENCY.labels(severity=severity)
+
+
+_initialize_known_labels()
+
+
 def event_published(event_type: str, *, via: str) -> None:
     EVENTS_PUBLISHED.labels(event_type=event_type, via=via).inc()
 
@@ -166,6 +186,7 @@ class SystemCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
         yield from self._outbox()
+        yield from self._retraining()
 
     def _queues(self) -> Iterator[Metric]:
         from observability.queue_stats import SOURCE_MANAGEMENT, queue_depths
@@ -224,6 +245,26 @@ class SystemCollector(Collector):
             "fitness_outbox_oldest_unpublished_age_seconds",
             "Age of the oldest unpublished outbox event (0 when none waits).",
             value=age.total_seconds() if age is not None else 0.0,
+        )
+
+
+    def _retraining(self) -> Iterator[Metric]:
+        from ml.retraining import retraining_summary  # no torch: reading runs needs none
+
+        try:
+            counts, last = retraining_summary()
+        except Exception as exc:  # PostgreSQL is down: fitness_outbox_stats_up says so already
+            logger.warning("retraining runs unavailable for /metrics: %s", exc)
+            return
+        runs = GaugeMetricFamily("fitness_retraining_runs", "Retraining runs by status (every status, 0 included).",
+                                 labels=["status"])
+        for status, count in counts.items():
+            runs.add_metric([status], count)
+        yield runs
+        yield GaugeMetricFamily(
+            "fitness_retraining_last_run_failed",
+            "1 when the last retraining run that finished failed, else 0 (also before any run).",
+            value=int(last == "failed"),
         )
 
 

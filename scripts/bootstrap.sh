@@ -4,7 +4,8 @@
 #
 #   scripts/bootstrap.sh          what `make setup` runs (and so `make run` and `make test`)
 #   scripts/bootstrap.sh --with-browser
-#                                 also headless Chromium and chromedriver for tests/browser/
+#                                 also headless Chromium and chromedriver for tests/browser/,
+#                                 and Prometheus (promtool) for tests/deploy/test_prometheus.py
 #                                 (what `make test` runs; `make run` does not need them)
 #
 # Environment: DATABASE_URL and CELERY_BROKER_URL as in fitness/settings.py. Services are
@@ -69,6 +70,19 @@ fi
 # downloads a browser or driver of its own.
 if [ "$WITH_BROWSER" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
     apt_install chromium chromium-driver
+fi
+
+# --- promtool and Prometheus for the tests of deploy/prometheus/ (tests/deploy/test_prometheus.py)
+# Debian's prometheus package: the tests run `promtool check|test rules` and start a Prometheus
+# server of their own (own config, storage and free port). The package's service, which would
+# listen on 9090, is not wanted: it is stopped and disabled right after the install.
+if [ "$WITH_BROWSER" = 1 ] && { ! have promtool || ! have prometheus; }; then
+    apt_install prometheus
+    if [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+        as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    fi
 fi
 
 # --- PostgreSQL -----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Built-in kinds are validated strictly (unknown fields are errors) against the Kubernetes
 OpenAPI schemas bundled by `kubernetes-validate`. The operators' kinds (RabbitmqCluster,
-CloudNativePG's Cluster, KEDA's ScaledObject and TriggerAuthentication) have no bundled
-schema: their tests check the fields this deployment relies on.
+CloudNativePG's Cluster, KEDA's ScaledObject and TriggerAuthentication, the Prometheus Operator's
+PrometheusRule) have no bundled schema: their tests check the fields this deployment relies on
+(the PrometheusRule's in tests/deploy/test_prometheus.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.support import ROOT
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
-OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication"}
+OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
 # Secrets the operators create: CloudNativePG (<cluster>-app) and the RabbitMQ operator (<cluster>-default-user)
 OPERATOR_SECRETS = {"fitness-db-app": {"uri"}, "fitness-rabbitmq-default-user": {"username", "password"}}
 

@@ -137,3 +137,28 @@ def test_a_broker_that_is_down_leaves_metrics_up_with_the_queue_gauge_at_0():
     assert found.value("fitness_outbox_stats_up") == 1
     assert found.value("fitness_events_published_total", event_type="MetricsFormatEvent", via="fast_path") >= 1
 
+
+
+def test_retraining_runs_by_status_and_whether_the_last_one_failed():
+    from ml.models import RetrainingRun
+
+    found = scrape()
+    assert set(dict(found.labelled("fitness_retraining_runs"))) == {
+        frozenset({("status", status)}) for status in RetrainingRun.Status.values
+    }
+    assert found.value("fitness_retraining_last_run_failed") == 0
+
+    now = timezone.now()
+    RetrainingRun.objects.create(trigger=RetrainingRun.Trigger.COMMAND, status=RetrainingRun.Status.PROMOTED,
+                                 finished_at=now - timedelta(hours=2))
+    RetrainingRun.objects.create(trigger=RetrainingRun.Trigger.COMMAND, status=RetrainingRun.Status.FAILED,
+                                 finished_at=now - timedelta(hours=1))
+    RetrainingRun.objects.create(trigger=RetrainingRun.Trigger.COMMAND)  # queued: not finished
+    found = scrape()
+    assert found.value("fitness_retraining_runs", status="failed") == 1
+    assert found.value("fitness_retraining_runs", status="queued") == 1
+    assert found.value("fitness_retraining_last_run_failed") == 1
+
+    RetrainingRun.objects.create(trigger=RetrainingRun.Trigger.COMMAND, status=RetrainingRun.Status.REJECTED,
+                                 finished_at=now)
+    assert scrape().value("fitness_retraining_last_run_failed") == 0
