@@ -301,7 +301,8 @@ class TaskConfirmView(APIView):
         request=TaskConfirmSerializer,
         responses={
             200: TaskSerializer,
-            400: OpenApiResponse(description="An unknown label or label space, or an unknown field."),
+            400: OpenApiResponse(description="An unknown label or label space, or an unknown field, "
+                                             "whatever the task's state (before any 409)."),
             401: OpenApiResponse(description="Missing or wrong token."),
             404: OpenApiResponse(description="No such task in the owner's branches."),
             409: OpenApiResponse(description="No reading yet, or already confirmed with other labels."),
