@@ -1,0 +1,63 @@
+"""Retention through the real processes: `celery beat` with its schedule in PostgreSQL and the
+prune job on a real worker."""
+
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from messaging.models import ProcessedEvent
+from tests.support import ChildProcess, WorkerProcess, own_vhost, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEAT_ARGV = [
+    sys.executable, "-m", "celery", "-A", "fitness", "beat",
+    "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--loglevel", "INFO",
+]
+
+
+# The shared broker can stall for a minute while other runs delete their vhosts: be patient.
+PATIENT = {"CELERY_BROKER_CONNECTION_TIMEOUT": "30"}
+
+
+@pytest.fixture(scope="module")
+def vhost(django_db_setup, django_db_blocker, broker_vhost):
+    """A vhost for this module only, so its queue counts are exact."""
+    with own_vhost("retention") as url:
+        yield url
+
+
+def test_beat_keeps_its_schedule_in_postgresql_and_the_prune_job_runs_on_the_mlops_pool(vhost, log_dir):
+    old = ProcessedEvent.objects.create(consumer="c", event_id=uuid.uuid4(), event_type="E")
+    ProcessedEvent.objects.filter(pk=old.pk).update(processed_at=timezone.now() - timedelta(days=60))
+    fresh = ProcessedEvent.objects.create(consumer="c", event_id=uuid.uuid4(), event_type="E")
+    worker = WorkerProcess(["mlops"], name="retention-mlops", log_dir=log_dir, **PATIENT)
+    # the Procfile's beat line, with a prune every 3 s instead of every hour
+    beat = ChildProcess(BEAT_ARGV, name="beat-retention", log_dir=log_dir, ready="beat: Starting",
+                        RETENTION_PRUNE_INTERVAL_MINUTES="0.05", **PATIENT)
+    try:
+        worker.start(timeout=240)
+        beat.start(timeout=240)
+        wait_for(lambda: not ProcessedEvent.objects.filter(pk=old.pk).exists(), timeout=120,
+                 what="beat to send retention.prune and the mlops worker to prune the old record")
+        assert ProcessedEvent.objects.filter(pk=fresh.pk).exists()
+    finally:
+        beat.stop()  # a warm stop writes the schedule's state (last runs) to PostgreSQL
+        worker.stop()
+
+    tasks = {task.name: task for task in PeriodicTask.objects.select_related("interval")}
+    assert {"retrain-on-schedule", "retrain-sweep", "retention-prune"} <= set(tasks)
+    sweep = tasks["retrain-sweep"]
+    assert (sweep.task, sweep.interval.every, sweep.interval.period, sweep.expire_seconds) == (
+        "ml.retrain", 300, "seconds", 300)
+    assert (tasks["retrain-on-schedule"].interval.every, tasks["retrain-on-schedule"].expire_seconds) == (
+        86400, 86400)
+    prune = tasks["retention-prune"]
+    # what a restart of beat starts from: its last run, kept in PostgreSQL (not on an emptyDir)
+    assert prune.task == "retention.prune" and prune.total_run_count >= 1
+    assert prune.last_run_at > timezone.now() - timedelta(minutes=5)
+    assert "pruned 1 processed-events rows" in worker.log()
