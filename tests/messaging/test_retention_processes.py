@@ -1,16 +1,21 @@
-"""Retention through the real processes: `celery beat` with its schedule in PostgreSQL and the
-prune job on a real worker."""
+"""Retention through the real processes: `celery beat` with its schedule in PostgreSQL, the
+prune job on a real worker, and `manage.py dlq replay` refusing a dead letter past the window."""
 
+import io
 import sys
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from messaging.broker import publish_envelope
+from messaging.events import Envelope
 from messaging.models import ProcessedEvent
-from tests.support import ChildProcess, WorkerProcess, own_vhost, wait_for
+from tests.probe.events import ProbeRecordedEvent
+from tests.support import ChildProcess, WorkerProcess, broker_connection, own_vhost, queue_depth, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +34,13 @@ def vhost(django_db_setup, django_db_blocker, broker_vhost):
     """A vhost for this module only, so its queue counts are exact."""
     with own_vhost("retention") as url:
         yield url
+
+
+@pytest.fixture
+def patient_broker(monkeypatch):
+    from fitness.celery import app
+
+    monkeypatch.setitem(app.conf, "broker_connection_timeout", 30.0)
 
 
 def test_beat_keeps_its_schedule_in_postgresql_and_the_prune_job_runs_on_the_mlops_pool(vhost, log_dir):
@@ -61,3 +73,34 @@ def test_beat_keeps_its_schedule_in_postgresql_and_the_prune_job_runs_on_the_mlo
     assert prune.task == "retention.prune" and prune.total_run_count >= 1
     assert prune.last_run_at > timezone.now() - timedelta(minutes=5)
     assert "pruned 1 processed-events rows" in worker.log()
+
+
+def envelope(*, occurred_days_ago: float) -> dict:
+    body = Envelope.wrap(ProbeRecordedEvent(label=f"r-{uuid.uuid4()}"), correlation_id=None).as_message_body()
+    body["occurred_at"] = (timezone.now() - timedelta(days=occurred_days_ago)).isoformat()
+    return body
+
+
+def dead_letter(body: dict) -> None:
+    """Publish `body` to task.submitted and reject it there: RabbitMQ dead-letters it to the .dlq."""
+    publish_envelope("task.submitted", body)
+    with broker_connection() as conn:
+        channel = conn.default_channel
+        message = wait_for(lambda: channel.basic_get("task.submitted"), timeout=60, what="the message")
+        channel.basic_reject(message.delivery_tag, requeue=False)
+
+
+def test_dlq_replay_skips_a_dead_letter_past_the_replay_window_and_leaves_it_in_the_dlq(vhost, patient_broker):
+    old, recent = envelope(occurred_days_ago=15), envelope(occurred_days_ago=1)
+    dead_letter(old)
+    dead_letter(recent)
+    wait_for(lambda: queue_depth("task.submitted.dlq") == 2, timeout=60, what="two dead letters")
+
+    out = io.StringIO()
+    call_command("dlq", "replay", "--all", "--by", "ops", stdout=out)
+
+    text = out.getvalue()
+    assert "replayed 1 dead letter(s), skipped 1" in text, text
+    assert "beyond the 14-day replay window" in text
+    assert queue_depth("task.submitted.dlq") == 1  # the old one stays, for an operator to purge
+    assert queue_depth("task.submitted") == 1  # the recent one is back in its work queue
