@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from messaging.broker import publish_envelope
+from messaging.errors import BrokerUnavailable
 from messaging.events import Envelope
 from messaging.models import ProcessedEvent
 from tests.probe.events import ProbeRecordedEvent
@@ -83,7 +84,14 @@ def envelope(*, occurred_days_ago: float) -> dict:
 
 def dead_letter(body: dict) -> None:
     """Publish `body` to task.submitted and reject it there: RabbitMQ dead-letters it to the .dlq."""
-    publish_envelope("task.submitted", body)
+    def publish() -> bool:
+        try:
+            publish_envelope("task.submitted", body)
+        except BrokerUnavailable:  # the shared broker stalls now and then: try again
+            return False
+        return True
+
+    wait_for(publish, timeout=240, interval=2, what="RabbitMQ to take the message")
     with broker_connection() as conn:
         channel = conn.default_channel
         message = wait_for(lambda: channel.basic_get("task.submitted"), timeout=60, what="the message")
