@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "monitoring",
     "notifications",
     "observability",
+    "django_celery_beat",  # beat's schedule lives in PostgreSQL (beat runs its DatabaseScheduler)
 ]
 
 MIDDLEWARE = [
@@ -213,20 +214,61 @@ ML_RETRAIN_REPLAY_PER_CLASS = env_int("ML_RETRAIN_REPLAY_PER_CLASS", 10)
 ML_RETRAIN_TIME_LIMIT = env_int("ML_RETRAIN_TIME_LIMIT", 1500)
 # How often beat sends ml.retrain to pick up queued runs whose job message was lost.
 ML_RETRAIN_SWEEP_MINUTES = env_float("ML_RETRAIN_SWEEP_MINUTES", 5.0)
+
+# --- Retention: how long each growing table keeps its rows (messaging/retention.py) -------
+# `manage.py prune` and beat's hourly `retention.prune` job delete older rows in bounded
+# batches. The relationships between these numbers are checked at start (messaging/checks.py).
+#
+# A dead letter can be replayed for this many days after its event occurred; `dlq replay`
+# skips older ones (purge them; their history stays). RabbitMQ itself holds a dead letter
+# until it is replayed or purged.
+DEAD_LETTER_REPLAY_MAX_AGE_DAYS = env_int("DEAD_LETTER_REPLAY_MAX_AGE_DAYS", 14)
+# The dedup window: a consumer's ProcessedEvent record is kept this long, so a redelivered,
+# republished or replayed copy of an event finds it and has no second effect. It must outlast
+# the replay window above plus the longest retry schedule; the 7 days beyond that cover a copy
+# waiting in a work queue whose workers are down (a week-long outage is an incident anyway).
+PROCESSED_EVENT_RETENTION_DAYS = env_int("PROCESSED_EVENT_RETENTION_DAYS", 21)
+# Telemetry readings (received this long ago); at least MONITORING_MAX_READING_AGE_SECONDS.
+TELEMETRY_RETENTION_DAYS = env_int("TELEMETRY_RETENTION_DAYS", 30)
+# Notifications (the users' in-app inbox), with their push deliveries; only finished ones go.
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
+# Push deliveries (which device got which push) of finished pushes, whose notification is this
+# old. A replay consults them (at most one push per device), so at least the dedup window.
+PUSH_DELIVERY_RETENTION_DAYS = env_int("PUSH_DELIVERY_RETENTION_DAYS", 30)
+# Dead-letter history of replayed or purged dead letters, after their last replay, purge or
+# death; a dead letter still in its `.dlq` keeps its history whatever its age.
+DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 90)
+# Rows per delete (each batch its own short transaction), how often beat prunes, and how long
+# one run may take (the rest waits for the next run; below CELERY_TASK_SOFT_TIME_LIMIT).
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)
+RETENTION_PRUNE_INTERVAL_MINUTES = env_float("RETENTION_PRUNE_INTERVAL_MINUTES", 60.0)
+RETENTION_PRUNE_TIME_BUDGET_SECONDS = env_float("RETENTION_PRUNE_TIME_BUDGET_SECONDS", 90.0)
+
+# --- Celery beat -------------------------------------------------------------------------
+# Beat runs django-celery-beat's DatabaseScheduler (Procfile, deploy/kubernetes/beat.yaml):
+# the schedule and each entry's last run live in PostgreSQL and survive a restart. At start,
+# beat writes the entries below into that schedule (django_celery_beat.PeriodicTask, by name),
+# so a changed setting lands on the next start; an entry removed here stays in the database
+# until it is disabled or deleted in the admin. Entry options go through its model, which
+# knows `expire_seconds` (not Celery's `expires`).
 CELERY_BEAT_SCHEDULE = {
     "retrain-on-schedule": {
         "task": "ml.retrain_scheduled",
         "schedule": ML_RETRAIN_INTERVAL_HOURS * 3600,
-        "options": {"expires": ML_RETRAIN_INTERVAL_HOURS * 3600},
+        "options": {"expire_seconds": int(ML_RETRAIN_INTERVAL_HOURS * 3600)},
     },
     "retrain-sweep": {
         "task": "ml.retrain",
         "schedule": ML_RETRAIN_SWEEP_MINUTES * 60,
         # a sweep nobody ran before the next one is worthless: do not let them pile up
-        "options": {"expires": ML_RETRAIN_SWEEP_MINUTES * 60},
+        "options": {"expire_seconds": int(ML_RETRAIN_SWEEP_MINUTES * 60)},
+    },
+    "retention-prune": {
+        "task": "retention.prune",
+        "schedule": RETENTION_PRUNE_INTERVAL_MINUTES * 60,
+        "options": {"expire_seconds": int(RETENTION_PRUNE_INTERVAL_MINUTES * 60)},
     },
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- Health checks ---------------------------------------------------------------------
 READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)

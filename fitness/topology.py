@@ -99,7 +99,7 @@ class WorkQueue:
 WORK_QUEUES: tuple[WorkQueue, ...] = (
     WorkQueue("task.submitted", "AI reading of a helper's laundry photo", "worker-ai"),
     WorkQueue("task.confirmed", "owner-confirmed readings become training data", "worker-mlops"),
-    WorkQueue("mlops", "retraining, evaluation and promotion jobs", "worker-mlops"),
+    WorkQueue("mlops", "retraining, evaluation and promotion jobs; the retention prune", "worker-mlops"),
     WorkQueue("equipment.fault", "equipment fault alerts to the branch owner", "worker-alerts"),
     WorkQueue("preference.created", "branch recommendations to matching customers", "worker-notify"),
 )
@@ -116,6 +116,8 @@ EVENT_ROUTES: dict[str, str] = {
 # Plain Celery jobs (not events), by task name pattern.
 TASK_ROUTES: dict[str, dict] = {
     "ml.*": {"queue": "mlops"},
+    # The hourly prune of old rows (messaging/jobs.py): batch work, for the batch-work pool.
+    "retention.*": {"queue": "mlops"},
 }
 
 

@@ -51,6 +51,7 @@ from messaging.broker import publish_envelope
 from messaging.errors import BrokerUnavailable, PermanentError
 from messaging.events import Envelope, parse_message
 from messaging.models import DeadLetter
+from messaging.retention import replay_refusal
 from observability import metrics
 
 logger = logging.getLogger("messaging.dead_letters")
@@ -358,6 +359,10 @@ def dead_letters_replay(
         key = (message.queue, message.event_id)
         if not message.replayable:
             report.outcomes.append(Outcome(message, "skipped: not an event envelope (purge it)"))
+            return False
+        too_old = replay_refusal(message.envelope, now=now)  # its dedup record may be pruned
+        if too_old:
+            report.outcomes.append(Outcome(message, too_old))
             return False
         if key in replayed:
             report.outcomes.append(Outcome(message, "would drop (duplicate)" if dry_run else "duplicate dropped"))

@@ -51,6 +51,8 @@ class ProcessedEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["consumer", "event_id"], name="processed_event_once_per_consumer"),
         ]
+        # The prune's scan (messaging/retention.py): the oldest records first, by this index.
+        indexes = [models.Index(fields=["processed_at"], name="processed_event_age_idx")]
 
     def __str__(self) -> str:
         return f"{self.consumer}: {self.event_type} {self.event_id}"

@@ -62,7 +62,11 @@ class TelemetryReading(models.Model):
     cycle_state = models.CharField(max_length=20, choices=CycleState.choices, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["equipment", "-recorded_at"], name="reading_equipment_time_idx")]
+        indexes = [
+            models.Index(fields=["equipment", "-recorded_at"], name="reading_equipment_time_idx"),
+            # The prune's scan (monitoring/retention.py): the oldest received first.
+            models.Index(fields=["received_at"], name="reading_received_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.equipment.name} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"

@@ -28,7 +28,7 @@ from messaging.contracts import LABEL_VOCABULARY
 from messaging.correlation import bind_log_context
 from tasks.models import LaundryTask, Reading
 from tasks.photos import PhotoRejected, PhotoTooLarge
-from tasks.selectors import task_get_visible, task_list_for_helper, task_list_for_owner
+from tasks.selectors import task_get_visible, task_list_visible
 from tasks.services import (
     IdempotencyKeyReused,
     InvalidLabels,
@@ -166,12 +166,8 @@ class TaskListCreateView(ListAPIView):
     serializer_class = TaskSerializer
 
     def get_queryset(self):
-        user = self.request.user
         _helper_or_owner_or_403(self.request)
-        tasks = (
-            task_list_for_helper(helper=user) if helper_branch(user=user) is not None
-            else task_list_for_owner(owner=user)
-        )
+        tasks = task_list_visible(user=self.request.user)
         wanted = self.request.query_params.get("status")
         if wanted is not None:
             if wanted not in LaundryTask.Status.values:
@@ -265,15 +261,20 @@ class TaskListCreateView(ListAPIView):
 
 
 class TaskDetailView(APIView):
-    """One task of the helper's branch or the owner's branches: its status and AI reading."""
+    """One task the user lists (a helper's own, or one of the owner's branches): its status and AI reading."""
 
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
         operation_id="tasks_retrieve",
         summary="A task's status, AI reading and confirmation",
+        description=(
+            "The same tasks as the list: a helper reads only the tasks they registered "
+            "(a colleague's task is a 404), an owner any task of their branches."
+        ),
         responses={200: TaskSerializer, 403: OpenApiResponse(description="Neither a helper nor a branch owner."),
-                   404: OpenApiResponse(description="No such task in the user's branch(es).")},
+                   404: OpenApiResponse(description="No such task among the user's: another helper's, "
+                                                    "or outside the owner's branches.")},
     )
     def get(self, request, task_id: int):
         bind_log_context(task_id=task_id)
@@ -301,7 +302,8 @@ class TaskConfirmView(APIView):
         request=TaskConfirmSerializer,
         responses={
             200: TaskSerializer,
-            400: OpenApiResponse(description="An unknown label or label space, or an unknown field."),
+            400: OpenApiResponse(description="An unknown label or label space, or an unknown field, "
+                                             "whatever the task's state (before any 409)."),
             401: OpenApiResponse(description="Missing or wrong token."),
             404: OpenApiResponse(description="No such task in the owner's branches."),
             409: OpenApiResponse(description="No reading yet, or already confirmed with other labels."),

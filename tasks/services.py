@@ -166,9 +166,10 @@ def task_confirm(
     TaskConfirmedEvent (training data) in one transaction. Confirming again with the same
     labels (or with none) changes nothing and publishes nothing.
 
-    Raises TaskNotFound for a task outside the owner's branches, TaskNotConfirmable for a
-    task without a reading or one confirmed with other labels, and InvalidLabels for labels
-    whose label spaces differ from the reading's or that are not in the vocabulary.
+    Raises TaskNotFound for a task outside the owner's branches, InvalidLabels for labels
+    whose label spaces differ from the reading's or that are not in the vocabulary (whatever
+    the task's state: bad input is judged before the state), and TaskNotConfirmable for a
+    task without a reading or one confirmed with other labels.
     """
     with transaction.atomic():
         task = (
@@ -180,6 +181,12 @@ def task_confirm(
         if task is None:
             raise TaskNotFound(f"There is no task {task_id} in your branches.")
         reading = getattr(task, "reading", None)
+        if labels is not None:
+            # Invalid input is a 400 whatever the task's state, so it is judged first: against
+            # the reading's label spaces when there is a reading, else against the vocabulary.
+            errors = _label_errors(dict(labels), reading.labels if reading is not None else None)
+            if errors:
+                raise InvalidLabels(errors)
         if task.status == LaundryTask.Status.CONFIRMED:
             if labels is None or dict(labels) == task.confirmed_labels:
                 return Confirmation(task, created=False)
@@ -214,16 +221,26 @@ def task_confirm(
     return Confirmation(task, created=True)
 
 
-def _checked_labels(labels: dict, read: Mapping[str, str]) -> LaundryLabels:
+def _label_errors(labels: dict, read: Mapping[str, str] | None) -> dict[str, str]:
+    """What is wrong with `labels`, by label space: judged against the reading's label spaces
+    (`read`), or, for a task without a reading, against the vocabulary alone."""
+    spaces = read if read is not None else LABEL_VOCABULARY
     errors: dict[str, str] = {}
-    for head in sorted(set(read) - set(labels)):
-        errors[head] = "Missing: give a label for every label space of the reading."
-    for head in sorted(set(labels) - set(read)):
-        errors[head] = f"Unknown label space; the reading has {', '.join(sorted(read))}."
+    if read is not None:
+        for head in sorted(set(read) - set(labels)):
+            errors[head] = "Missing: give a label for every label space of the reading."
+    for head in sorted(set(labels) - set(spaces)):
+        where = "the reading has" if read is not None else "the known ones are"
+        errors[head] = f"Unknown label space; {where} {', '.join(sorted(spaces))}."
     for head, label in labels.items():
         known = LABEL_VOCABULARY.get(head)
-        if head in read and known is not None and label not in known:
+        if head in spaces and known is not None and label not in known:
             errors[head] = f"Unknown label {label!r}; the known ones are: {', '.join(known)}."
+    return errors
+
+
+def _checked_labels(labels: dict, read: Mapping[str, str]) -> LaundryLabels:
+    errors = _label_errors(labels, read)
     if errors:
         raise InvalidLabels(errors)
     try:

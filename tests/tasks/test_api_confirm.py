@@ -123,6 +123,48 @@ def test_bad_labels_are_400_and_change_nothing(owner, task, body, field, message
     assert confirmed_events() == []
 
 
+@pytest.mark.parametrize(
+    ("labels", "field", "message"),
+    [
+        ({"garment": "scarf", "condition": "clean"}, "garment", "Unknown label 'scarf'"),
+        ({"garment": "shirt"}, "condition", "Missing"),
+        ({"garment": "shirt", "condition": "clean", "colour": "red"}, "colour", "Unknown label space"),
+    ],
+)
+def test_bad_labels_are_400_even_when_the_task_is_already_confirmed(owner, task, labels, field, message):
+    client = factories.api_client_for(owner)
+    client.post(confirm_url(task), format="json")
+
+    response = client.post(confirm_url(task), {"labels": labels}, format="json")
+
+    assert response.status_code == 400, response.json()
+    assert message in response.json()["labels"][field]
+    task.refresh_from_db()
+    assert task.confirmed_labels == {"garment": "shirt", "condition": "clean"}
+    assert len(confirmed_events()) == 1
+
+
+@pytest.mark.parametrize("status", ["submitted", "analyzing", "failed"])
+@pytest.mark.parametrize(
+    ("labels", "field", "message"),
+    [
+        ({"garment": "scarf", "condition": "clean"}, "garment", "Unknown label 'scarf'"),
+        ({"garment": "shirt", "colour": "red"}, "colour", "Unknown label space"),
+    ],
+)
+def test_bad_labels_are_400_even_when_the_task_has_no_reading(owner, task, status, labels, field, message):
+    task.reading.delete()
+    LaundryTask.objects.filter(pk=task.pk).update(status=status)
+
+    response = factories.api_client_for(owner).post(confirm_url(task), {"labels": labels}, format="json")
+
+    assert response.status_code == 400, response.json()
+    assert message in response.json()["labels"][field]
+    task.refresh_from_db()
+    assert task.status == status
+    assert confirmed_events() == []
+
+
 def test_a_body_that_is_not_json_is_415(owner, task):
     response = factories.api_client_for(owner).post(confirm_url(task), "garment=towel",
                                                     content_type="application/x-www-form-urlencoded")

@@ -74,12 +74,32 @@ def test_another_branchs_task_is_404_and_never_listed():
     assert client.get("/api/v1/tasks/").json()["count"] == 0
 
 
-def test_a_task_of_a_colleague_at_the_same_branch_can_be_followed():
+def test_a_helper_reads_only_the_tasks_they_list_not_a_colleagues():
+    # A helper sees only their own tasks, in the list and by id alike (the privacy default):
+    # a colleague at the same branch is a stranger to the detail view too.
     helper = factories.helper()
     colleague = factories.helper(at=helper.helper.branch)
-    task = make_task(colleague)
+    mine = make_task(helper)
+    theirs = make_task(colleague)
+    client = factories.api_client_for(helper)
 
-    assert factories.api_client_for(helper).get(f"/api/v1/tasks/{task.pk}/").status_code == 200
+    assert [t["id"] for t in client.get("/api/v1/tasks/").json()["results"]] == [mine.pk]
+    assert client.get(f"/api/v1/tasks/{mine.pk}/").status_code == 200
+    response = client.get(f"/api/v1/tasks/{theirs.pk}/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No such task."}  # the same answer as for a task that does not exist
+
+
+def test_an_owner_reads_every_task_they_list():
+    owner = factories.user("owner-r", staff=True)
+    branch = factories.branch(owner=owner)
+    helpers = [factories.helper(at=branch) for _ in range(2)]
+    tasks = [make_task(helper) for helper in helpers]
+    client = factories.api_client_for(owner)
+
+    listed = [t["id"] for t in client.get("/api/v1/tasks/").json()["results"]]
+    assert sorted(listed) == sorted(t.pk for t in tasks)
+    assert all(client.get(f"/api/v1/tasks/{pk}/").status_code == 200 for pk in listed)
 
 
 @pytest.mark.parametrize("url", ["/api/v1/tasks/", "/api/v1/tasks/1/"])
