@@ -182,6 +182,42 @@ def test_confirmed_photos_are_copied_to_training_in_the_bucket_once_per_photo(s3
     assert not on_disk(expected)
 
 
+def test_a_training_copy_that_appears_meanwhile_is_shared_not_duplicated(s3_storage, monkeypatch):
+    """Two deliveries of the same photo at once: both see no copy, both store it; one object remains."""
+    import uuid
+
+    from django.core.files.storage import default_storage
+
+    from ml.training_data import training_sample_record
+
+    photo = factories.photo_bytes(size=(200, 200), colour=(10, 200, 10))
+    sha256 = hashlib.sha256(photo).hexdigest()
+    task = factories.analyzed_task(photo=photo)
+    expected = f"training/{sha256[:2]}/{sha256}.jpg"
+    before = s3_storage.keys("training/")
+    storage_class = type(default_storage._wrapped)
+    exists, calls = storage_class.exists, []
+
+    def exists_meanwhile(self, name):
+        calls.append(name)
+        if len(calls) == 1:  # the consumer looks first: no copy yet...
+            s3_storage.client.put_object(Bucket=s3_storage.bucket, Key=name, Body=photo)  # ...then the other stores it
+            return False
+        return exists(self, name)
+
+    monkeypatch.setattr(storage_class, "exists", exists_meanwhile)
+
+    sample, created = training_sample_record(
+        task_id=task.pk, branch_id=task.branch_id, photo=task.photo.name, labels=task.reading.labels,
+        ai_labels=task.reading.labels, model_version="v1", confirmed_by=None, confirmed_at=None,
+        event_id=uuid.uuid4(), photo_sha256=sha256,
+    )
+
+    assert calls and calls[0] == expected
+    assert created and sample.photo.name == expected
+    assert s3_storage.keys("training/") - before == {expected}
+
+
 # --- retraining: the candidate's file in the bucket, read by the AI worker ---------------------------
 
 def test_retraining_on_the_mlops_worker_stores_the_candidate_in_the_bucket_and_the_ai_worker_reads_with_it(
