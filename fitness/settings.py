@@ -122,16 +122,40 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
-    STORAGES["default"] = {
+
+
+def s3_storage(environ) -> dict | None:
+    """The default storage on S3 (django-storages) when AWS_STORAGE_BUCKET_NAME is set; else None.
+
+    The credentials are no setting here: boto3 finds them as usual (AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY, a web identity token in Kubernetes, an instance profile, ...).
+    """
+    if not environ.get("AWS_STORAGE_BUCKET_NAME"):
+        return None
+    addressing_style = environ.get("AWS_S3_ADDRESSING_STYLE") or None
+    if addressing_style not in (None, "auto", "path", "virtual"):
+        raise ValueError(f"AWS_S3_ADDRESSING_STYLE must be auto, path or virtual, not {addressing_style!r}")
+    return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
-            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
-            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "bucket_name": environ["AWS_STORAGE_BUCKET_NAME"],
+            # another S3-compatible service (MinIO, Ceph, a test server); unset: AWS's own endpoints
+            "endpoint_url": environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": environ.get("AWS_S3_REGION_NAME") or None,
+            # "path" for a service without a host name per bucket; unset: botocore decides
+            "addressing_style": addressing_style,
+            # a stored name is never reused: a fresh one per photo, models/v3.pt is never replaced,
+            # and a training copy that exists already is shared (content-addressed, ml.training_data)
             "file_overwrite": False,
+            # objects stay private (no ACL: the bucket's policy decides); photos reach people only
+            # through the owner-checked admin view, and a storage URL, if one is made, is signed
+            "default_acl": None,
+            "querystring_auth": True,
         },
     }
+
+
+STORAGES["default"] = s3_storage(os.environ) or STORAGES["default"]
 PHOTO_MAX_BYTES = env_int("PHOTO_MAX_BYTES", 10 * 1000 * 1000)
 PHOTO_MAX_PIXELS = env_int("PHOTO_MAX_PIXELS", 40 * 1000 * 1000)
 

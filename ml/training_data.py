@@ -91,10 +91,14 @@ def training_sample_record(
         event_id=event_id,
     )
     name = training_photo_path(sample, photo)
-    if default_storage.exists(name):
-        sample.photo.name = name  # the same photo, confirmed on another task: one file
-    else:
-        sample.photo.save(name.rsplit("/", 1)[-1], ContentFile(data), save=False)
+    # the same photo, confirmed on another task, is one file: stored only when it is not there yet
+    if not default_storage.exists(name):
+        stored = default_storage.save(name, ContentFile(data))
+        if stored != name:
+            # a concurrent delivery of the same photo stored it meanwhile (the storage never
+            # overwrites, so this copy got another name): keep one copy, the content-addressed one
+            default_storage.delete(stored)
+    sample.photo.name = name
     try:
         with transaction.atomic():
             sample.save()
