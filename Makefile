@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 help:
 	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
 	@echo "make test   set up everything (no demo data, plus headless Chromium) and run the test suite"
-	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, setup_broker"
+	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, collectstatic, setup_broker"
 	@echo "make lint   ruff"
 	@echo "make bench  the benchmarks in benchmarks/"
 	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes)"

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/ from STATIC_ROOT (collectstatic), before anything else does work for a request
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "messaging.middleware.CorrelationIdMiddleware",
     "fitness.health.AnyHostForProbesMiddleware",  # probes and scrapes address pods by IP
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -110,6 +112,11 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Static files (the admin's, Swagger UI's and ReDoc's) are served by the web process itself
+# (WhiteNoise): `collectstatic` (make setup, the image's build) writes them to STATIC_ROOT
+# with content-hashed names and gzip copies; pages link the hashed names, which are cached
+# for a year ("immutable"). Only STATIC_ROOT is served: photos (MEDIA_ROOT) never are,
+# they go through the admin's checked photo view.
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 MEDIA_URL = "media/"
@@ -119,7 +126,7 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 # when a bucket is configured; the AI workers read them the same way.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
     STORAGES["default"] = {

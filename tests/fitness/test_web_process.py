@@ -1,0 +1,88 @@
+"""The web process as the Procfile starts it (gunicorn, gunicorn.conf.py, DEBUG off) serves its own
+static files: hashed, compressed, cached for long; the API docs need no other host; photos are
+never public.
+
+Everything here goes through the real gunicorn (the session's `web` fixture), not Django's
+test client, which would not show what is and is not served under `make run`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+YEAR = 365 * 24 * 3600
+
+
+def get(web, path: str, **headers: str):
+    """(status, headers, body) of a GET through gunicorn; errors are answers too."""
+    request = urllib.request.Request(urljoin(web.url, path), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+class Assets(HTMLParser):
+    """Every URL a page loads by itself: scripts, stylesheets, icons, images, iframes."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("script", "img", "iframe", "source") and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        if tag == "link" and attrs.get("href"):
+            self.urls.append(attrs["href"])
+
+
+def assets_of(html: bytes) -> list[str]:
+    parser = Assets()
+    parser.feed(html.decode())
+    return parser.urls
+
+
+def test_the_admin_pages_stylesheets_are_served_hashed_compressed_and_cached_for_a_year(web):
+    status, _, html = get(web, "/admin/login/")
+    assert status == 200
+    stylesheets = [url for url in assets_of(html) if url.endswith(".css")]
+    assert any(re.fullmatch(r"/static/admin/css/base\.[0-9a-f]{12}\.css", url) for url in stylesheets), stylesheets
+    for url in stylesheets:
+        status, headers, body = get(web, url, **{"Accept-Encoding": "gzip"})
+        assert status == 200, url
+        assert headers["Content-Type"].startswith("text/css")
+        assert headers["Content-Encoding"] == "gzip" and b"{" in gzip.decompress(body)
+        cache = headers["Cache-Control"]
+        assert "immutable" in cache and int(re.search(r"max-age=(\d+)", cache).group(1)) >= YEAR, cache
+
+
+def test_photos_are_not_served_from_media_or_static(web):
+    photo = Path(settings.MEDIA_ROOT) / "tasks" / "1" / "public-check.jpg"
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    photo.write_bytes(b"\xff\xd8 not for everyone")
+    try:
+        for path in ("/media/tasks/1/public-check.jpg", "/static/tasks/1/public-check.jpg",
+                     "/static/../media/tasks/1/public-check.jpg", "/static/%2e%2e/media/tasks/1/public-check.jpg"):
+            status, _, body = get(web, path)
+            assert status == 404 and b"not for everyone" not in body, path
+    finally:
+        photo.unlink()
+
+
+def test_an_unknown_page_is_a_plain_404_without_debug_details(web):
+    status, _, body = get(web, "/no/such/page/")
+    assert status == 404
+    assert b"URLconf" not in body and b"DEBUG" not in body
