@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from django.conf import settings
@@ -67,6 +67,19 @@ def test_the_admin_pages_stylesheets_are_served_hashed_compressed_and_cached_for
         assert headers["Content-Encoding"] == "gzip" and b"{" in gzip.decompress(body)
         cache = headers["Cache-Control"]
         assert "immutable" in cache and int(re.search(r"max-age=(\d+)", cache).group(1)) >= YEAR, cache
+
+
+def test_the_docs_pages_load_only_our_own_static_files(web):
+    for page in ("/api/docs/", "/api/redoc/"):
+        status, _, html = get(web, page)
+        assert status == 200, page
+        assets = assets_of(html)
+        assert any(url.endswith(".js") for url in assets), (page, assets)  # Swagger UI's or ReDoc's bundle
+        assert b"https://" not in html and b"http://" not in html and b"//fonts." not in html, page
+        for url in assets:
+            parts = urlsplit(url)
+            assert not parts.scheme and not parts.netloc and url.startswith("/static/"), (page, url)
+            assert get(web, url)[0] == 200, (page, url)
 
 
 def test_photos_are_not_served_from_media_or_static(web):
