@@ -71,8 +71,11 @@ def test_the_admin_pages_stylesheets_are_served_hashed_compressed_and_cached_for
 
 def test_the_docs_pages_load_only_our_own_static_files(web):
     for page in ("/api/docs/", "/api/redoc/"):
-        status, _, html = get(web, page)
+        status, headers, html = get(web, page)
         assert status == 200, page
+        # the browser may load nothing from another host (ReDoc's bundle would show Redocly's logo)
+        policy = dict(part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";"))
+        assert policy["default-src"] == policy["img-src"].split()[0] == policy["script-src"].split()[0] == "'self'"
         assets = assets_of(html)
         assert any(url.endswith(".js") for url in assets), (page, assets)  # Swagger UI's or ReDoc's bundle
         assert b"https://" not in html and b"http://" not in html and b"//fonts." not in html, page
@@ -99,3 +102,4 @@ def test_an_unknown_page_is_a_plain_404_without_debug_details(web):
     status, _, body = get(web, "/no/such/page/")
     assert status == 404
     assert b"URLconf" not in body and b"DEBUG" not in body
+
