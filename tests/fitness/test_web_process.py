@@ -103,3 +103,11 @@ def test_an_unknown_page_is_a_plain_404_without_debug_details(web):
     assert status == 404
     assert b"URLconf" not in body and b"DEBUG" not in body
 
+
+def test_the_master_warms_the_app_up_before_it_forks_a_worker(web):
+    lines = web.log().splitlines()
+    warmed = next(i for i, line in enumerate(lines) if "App warmed up in" in line)
+    booted = next(i for i, line in enumerate(lines) if "Booting worker" in line)
+    assert warmed < booted
+    assert not [line for line in lines if "warm-up step" in line]  # no step failed
+
