@@ -30,4 +30,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tes
 # this run's own (TEST_STATIC_STORAGE=production, STATIC_ROOT).
 if os.environ.get("TEST_STATIC_STORAGE") != "production":
     STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
-STATIC_ROOT = os.environ.get("STATIC_ROOT") or BASE_DIR / "var" / f"test-static-{TEST_RUN}"  # noqa: F405
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or str(BASE_DIR / "var" / f"test-static-{TEST_RUN}")  # noqa: F405
+os.makedirs(STATIC_ROOT, exist_ok=True)  # WhiteNoise warns about a missing one in every in-process test

@@ -250,6 +250,13 @@ class WebProcess(ChildProcess):
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env,
         )
 
+    def start(self, timeout: float = 120.0):
+        try:
+            return super().start(timeout)
+        except BaseException:  # not ready in time, or exited: no gunicorn is left behind
+            self.kill()
+            raise
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
