@@ -37,7 +37,8 @@ run: demo-data
 	@echo
 	@# metric files of the previous run (prometheus-client multiprocess mode): counters start at 0
 	@mkdir -p "$${PROMETHEUS_MULTIPROC_DIR:-var/metrics}" && find "$${PROMETHEUS_MULTIPROC_DIR:-var/metrics}" -maxdepth 1 -name '*.db' -delete
-	@honcho start -f Procfile -p $(PORT) -c worker-ai=3
+	@# logs for people at a terminal (the image and Kubernetes log JSON lines); LOG_FORMAT=json make run for JSON
+	@LOG_FORMAT=$${LOG_FORMAT:-plain} honcho start -f Procfile -p $(PORT) -c worker-ai=3
 
 test:
 	@scripts/bootstrap.sh --with-browser   # `make setup` plus headless Chromium for tests/browser/

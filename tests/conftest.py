@@ -82,9 +82,10 @@ def static_root() -> Path:
 def web(django_db_setup, broker_vhost, static_root, log_dir):
     """The Procfile's web process (gunicorn, 2 workers) on this run's database and vhost.
 
-    Its requests see committed rows only: tests that use it need `transactional_db`.
+    Its requests see committed rows only: tests that use it need `transactional_db`. It logs
+    plain lines, as under `make run` (tests/fitness/test_web_process.py reads them).
     """
-    process = WebProcess(static_root=static_root, log_dir=log_dir).start()
+    process = WebProcess(static_root=static_root, log_dir=log_dir, LOG_FORMAT="plain").start()
     yield process
     process.stop()
 

@@ -19,6 +19,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from django.conf import settings
 
+from tests.support import wait_for
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 YEAR = 365 * 24 * 3600
@@ -111,3 +113,21 @@ def test_the_master_warms_the_app_up_before_it_forks_a_worker(web):
     assert warmed < booted
     assert not [line for line in lines if "warm-up step" in line]  # no step failed
 
+
+def test_with_log_format_plain_a_request_is_one_readable_line_with_its_correlation_id(web):
+    request_id = "plain-log-check-1"
+    status, headers, _ = get(web, "/api/v1/tasks/", **{"X-Request-ID": request_id})
+    assert status == 401 and headers["X-Request-ID"] == request_id
+
+    def line():
+        return next((text for text in web.log().splitlines() if request_id in text), None)
+
+    logged = wait_for(line, timeout=30, what="the request's log line")
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO fitness\.request request finished: GET /api/v1/tasks/ 401 "
+        rf"in [\d.]+ ms correlation_id={request_id}",
+        logged,
+    ), logged
+    assert not logged.startswith("{")
+    gunicorn_line = next(text for text in web.log().splitlines() if "Worker ready" in text)
+    assert re.fullmatch(r"\S+ \S+ INFO gunicorn\.error Worker ready \(pid: \d+\)", gunicorn_line), gunicorn_line
