@@ -12,7 +12,12 @@ gunicorn's access log (its pid, `%(p)s`), matched by the request's X-Request-ID.
 Two URLs, each measured in rounds of its own: the helpers' API (GET /api/v1/tasks/ with a
 token) and an owner's admin page (the task list, signed in).
 
-    python benchmarks/cold_start.py [--rounds 3] [--workers 4] [--warm 20] [--json FILE]
+Each start is done twice, interleaved: as gunicorn.conf.py runs it (preload_app: the
+master loads and warms the app before it forks) and with WEB_PRELOAD=0 (each worker loads
+the app itself, as before the warm-up), so that both see the same load on the machine.
+
+    python benchmarks/cold_start.py [--rounds 3] [--workers 4] [--warm 20] [--modes preload,no-preload]
+                                    [--json FILE]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from benchmarks.stack import ROOT, BenchStack  # noqa: E402
 TARGETS = {"api": "/api/v1/tasks/", "admin": "/admin/tasks/laundrytask/"}
 ACCESS_FORMAT = "cold-start pid=%(p)s rid=%({x-request-id}i)s status=%(s)s"
 ACCESS_LINE = re.compile(r"cold-start pid=<?(\d+)>? rid=(\S+) status=(\d+)")
+MODES = {"preload": "1", "no-preload": "0"}  # WEB_PRELOAD
 READY_LINE = re.compile(r"Worker ready \(pid: (\d+)\)")
 
 
@@ -111,7 +117,7 @@ def get(port: int, path: str, headers: dict[str, str]) -> tuple[str, float, int]
     return request_id, elapsed, response.status
 
 
-def one_round(env, workers: int, path: str, headers: dict[str, str], warm: int, logs: Path, n: int) -> dict:
+def one_round(env, workers: int, path: str, headers: dict[str, str], warm: int, logs: Path, n: str) -> dict:
     web = Web(env, workers, logs / f"web-{n}.log", logs / f"access-{n}.log")
     try:
         pids = web.wait_ready(workers)
@@ -153,8 +159,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh starts per URL (default 3)")
     parser.add_argument("--workers", type=int, default=4, help="WEB_CONCURRENCY (default 4, the Procfile's)")
     parser.add_argument("--warm", type=int, default=20, help="sequential requests after the first ones (default 20)")
+    parser.add_argument("--modes", default="preload,no-preload",
+                        help="preload (gunicorn.conf.py: the master loads and warms the app), no-preload "
+                             "(WEB_PRELOAD=0: each worker loads it itself, as before); default both, interleaved")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args()
+    args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if not args.modes or set(args.modes) - set(MODES):
+        parser.error(f"--modes: a comma-separated list of {', '.join(MODES)}")
 
     scratch = Path(tempfile.mkdtemp(prefix="fitness-cold-start-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(scratch / "metrics")
@@ -171,7 +183,6 @@ def main() -> int:
 
 def measure(args, scratch: Path, figures: dict[str, dict]) -> None:
     with BenchStack("coldstart") as stack:
-        from django.core.management import call_command
         from django.test import Client
         from rest_framework.authtoken.models import Token
 
@@ -180,7 +191,8 @@ def measure(args, scratch: Path, figures: dict[str, dict]) -> None:
         # the manifest of hashed static files that the admin's pages need (make setup writes it)
         static_root = scratch / "static"
         stack.env["STATIC_ROOT"] = os.environ["STATIC_ROOT"] = str(static_root)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT,
+                       env=stack.env, check=True)
         token = Token.objects.create(user=factories.helper()).key
         client = Client()
         client.force_login(factories.user("operator", superuser=True))
@@ -188,36 +200,43 @@ def measure(args, scratch: Path, figures: dict[str, dict]) -> None:
             "api": {"Authorization": f"Token {token}"},
             "admin": {"Cookie": f"sessionid={client.cookies['sessionid'].value}"},
         }
+        # the modes' rounds interleaved, so that both see the same load on the machine
         for name, path in TARGETS.items():
-            rounds = []
+            rounds: dict[str, list] = {mode: [] for mode in args.modes}
             for n in range(args.rounds):
-                print(f"{name}: round {n + 1}/{args.rounds}", file=sys.stderr)
-                rounds.append(one_round(stack.env, args.workers, path, headers[name], args.warm, scratch,
-                                        len(figures) * args.rounds + n))
-            first = [ms for r in rounds for ms in r["first_ms"].values()]
-            warm = [ms for r in rounds for ms in r["warm_ms"]]
-            figures[name] = {
-                "path": path, "rounds": rounds, "workers_measured": len(first),
-                "statuses": sorted({s for r in rounds for s in r["statuses"]}),
-                "first_median_ms": round(statistics.median(first), 1), "first_max_ms": max(first),
-                "warm_median_ms": round(statistics.median(warm), 1) if warm else None,
-                "warm_max_ms": max(warm) if warm else None,
-            }
+                for mode in args.modes:
+                    print(f"{name}, {mode}: round {n + 1}/{args.rounds}", file=sys.stderr)
+                    env = dict(stack.env, WEB_PRELOAD=MODES[mode])
+                    rounds[mode].append(one_round(env, args.workers, path, headers[name], args.warm, scratch,
+                                                  f"{name}-{mode}-{n}"))
+            for mode in args.modes:
+                first = [ms for r in rounds[mode] for ms in r["first_ms"].values()]
+                warm = [ms for r in rounds[mode] for ms in r["warm_ms"]]
+                figures[f"{name} {mode}"] = {
+                    "path": path, "mode": mode, "rounds": rounds[mode], "workers_measured": len(first),
+                    "statuses": sorted({s for r in rounds[mode] for s in r["statuses"]}),
+                    "first_median_ms": round(statistics.median(first), 1), "first_max_ms": max(first),
+                    "warm_median_ms": round(statistics.median(warm), 1) if warm else None,
+                    "warm_max_ms": max(warm) if warm else None,
+                }
 
 
 def report(args, figures: dict[str, dict]) -> None:
     print()
     print(f"first request of each gunicorn worker after a start ({args.workers} workers, {args.rounds} starts per URL)")
-    print(f"{'URL':<28} {'round':>5} {'first request per worker, ms':<40}")
+    print(f"{'URL':<28} {'gunicorn':<11} {'start':>5}  first request of each worker, ms")
     for f in figures.values():
         for n, r in enumerate(f["rounds"], 1):
             per_worker = "  ".join(f"{ms:7.1f}" for ms in r["first_ms"].values())
-            print(f"{f['path']:<28} {n:>5} {per_worker}")
+            print(f"{f['path']:<28} {f['mode']:<11} {n:>5} {per_worker}")
     print()
-    print(f"{'URL':<28} {'workers':>7} {'first p50':>9} {'first max':>9} {'warm p50':>9} {'warm max':>9} {'status':>7}")
+    print(f"{'URL':<28} {'gunicorn':<11} {'workers':>7} {'first p50':>9} {'first max':>9} {'warm p50':>9} "
+          f"{'warm max':>9} {'status':>7}")
     for f in figures.values():
-        print(f"{f['path']:<28} {f['workers_measured']:>7} {f['first_median_ms']:>9} {f['first_max_ms']:>9} "
-              f"{f['warm_median_ms']:>9} {f['warm_max_ms']:>9} {','.join(map(str, f['statuses'])):>7}")
+        print(f"{f['path']:<28} {f['mode']:<11} {f['workers_measured']:>7} {f['first_median_ms']:>9} "
+              f"{f['first_max_ms']:>9} {f['warm_median_ms']:>9} {f['warm_max_ms']:>9} "
+              f"{','.join(map(str, f['statuses'])):>7}")
+    print("(first: each worker's first request, all workers at once; warm: later requests one at a time)")
     if args.json:
         payload = {"workers": args.workers, "rounds": args.rounds, **figures}
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
