@@ -156,7 +156,9 @@ class Page:
     def assert_styled(self) -> None:
         """The admin's stylesheet loaded and applies: its header is not what an unstyled page shows."""
         loaded = self.driver.execute_script(
-            "return [...document.styleSheets].filter(s => s.href && s.cssRules.length).map(s => s.href)"
+            # a sheet that did not load (a 404) has no rules to read: reading them throws
+            "const rules = s => { try { return s.cssRules.length } catch (error) { return 0 } };"
+            "return [...document.styleSheets].filter(s => s.href && rules(s)).map(s => s.href)"
         )
         assert any("/static/admin/css/base." in href for href in loaded), f"admin's base.css not applied: {loaded}"
         styled, unstyled = self.driver.execute_script(
