@@ -2,7 +2,8 @@
 #   docker build -t fitness .
 FROM python:3.11-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DJANGO_SETTINGS_MODULE=fitness.settings
+# JSON log lines (the default; `make run` prints plain ones for people)
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DJANGO_SETTINGS_MODULE=fitness.settings LOG_FORMAT=json
 WORKDIR /app
 
 # torch and torchvision from PyTorch's CPU index first: the image runs on CPUs, and the
@@ -13,6 +14,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu \
     && pip install -r requirements.txt
 
 COPY . .
+# the static files that the web process serves itself (WhiteNoise: hashed names, gzip copies)
 RUN python manage.py collectstatic --noinput \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin fitness
 USER 10001

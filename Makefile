@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 help:
 	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
 	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool) and run the test suite"
-	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, setup_broker"
+	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, collectstatic, setup_broker"
 	@echo "make lint   ruff"
 	@echo "make bench  the benchmarks in benchmarks/"
 	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes)"
@@ -37,7 +37,8 @@ run: demo-data
 	@echo
 	@# metric files of the previous run (prometheus-client multiprocess mode): counters start at 0
 	@mkdir -p "$${PROMETHEUS_MULTIPROC_DIR:-var/metrics}" && find "$${PROMETHEUS_MULTIPROC_DIR:-var/metrics}" -maxdepth 1 -name '*.db' -delete
-	@honcho start -f Procfile -p $(PORT) -c worker-ai=3
+	@# logs for people at a terminal (the image and Kubernetes log JSON lines); LOG_FORMAT=json make run for JSON
+	@LOG_FORMAT=$${LOG_FORMAT:-plain} honcho start -f Procfile -p $(PORT) -c worker-ai=3
 
 test:
 	@scripts/bootstrap.sh --with-browser   # `make setup` plus headless Chromium (tests/browser/) and Prometheus (tests/deploy/)

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as our own static files (no CDN)
     "messaging",
     "branches",
     "tasks",
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/ from STATIC_ROOT (collectstatic), before anything else does work for a request
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "messaging.middleware.CorrelationIdMiddleware",
     "fitness.health.AnyHostForProbesMiddleware",  # probes and scrapes address pods by IP
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -111,8 +114,13 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Static files (the admin's, Swagger UI's and ReDoc's) are served by the web process itself
+# (WhiteNoise): `collectstatic` (make setup, the image's build) writes them to STATIC_ROOT
+# with content-hashed names and gzip copies; pages link the hashed names, which are cached
+# for a year ("immutable"). Only STATIC_ROOT is served: photos (MEDIA_ROOT) never are,
+# they go through the admin's checked photo view.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
@@ -120,7 +128,7 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 # when a bucket is configured; the AI workers read them the same way.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
 
@@ -177,6 +185,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # /api/docs/ (Swagger UI) and /api/redoc/ load their scripts from our static files
+    # (drf-spectacular-sidecar), never from a CDN; no page of ours reaches another host.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # validatorUrl: none, or Swagger UI shows a badge image from validator.swagger.io
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": "none"},
 }
 
 # --- Celery on RabbitMQ --------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare this machine for the project: system packages, services, virtualenv, database,
-# migrations and the RabbitMQ topology. Idempotent; every step is skipped when done.
+# migrations, static files and the RabbitMQ topology. Idempotent; every step is skipped when done.
 #
 #   scripts/bootstrap.sh          what `make setup` runs (and so `make run` and `make test`)
 #   scripts/bootstrap.sh --with-browser
@@ -132,5 +132,9 @@ wait_for_port 15672 "the RabbitMQ management API" 60
 # --- Schema and topology --------------------------------------------------------------
 say "migrating the database"
 "$VENV/bin/python" manage.py migrate --noinput -v 0
+# The admin's, Swagger UI's and ReDoc's files, hashed and compressed, into STATIC_ROOT
+# (var/static), where the web process (WhiteNoise) serves them from.
+say "collecting static files"
+"$VENV/bin/python" manage.py collectstatic --noinput -v 0
 say "declaring the RabbitMQ topology"
 "$VENV/bin/python" manage.py setup_broker -v 0 | tail -n 1

@@ -18,7 +18,7 @@ from django.core.management import call_command
 
 from fitness.celery import app as celery_app
 from messaging import broker
-from tests.support import ROOT, WorkerProcess
+from tests.support import ROOT, WebProcess, WorkerProcess, collect_static
 
 LOG_DIR = ROOT / "var" / "test-logs"
 
@@ -49,6 +49,7 @@ def media_root():
     yield Path(settings.MEDIA_ROOT)
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
     shutil.rmtree(settings.PROMETHEUS_MULTIPROC_DIR, ignore_errors=True)
+    shutil.rmtree(settings.STATIC_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,24 @@ def probe_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
     ).start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def static_root() -> Path:
+    """This run's collectstatic with the product's storage (what `make setup` writes to var/static)."""
+    return collect_static(Path(settings.STATIC_ROOT))
+
+
+@pytest.fixture(scope="session")
+def web(django_db_setup, broker_vhost, static_root, log_dir):
+    """The Procfile's web process (gunicorn, 2 workers) on this run's database and vhost.
+
+    Its requests see committed rows only: tests that use it need `transactional_db`. It logs
+    plain lines, as under `make run` (tests/fitness/test_web_process.py reads them).
+    """
+    process = WebProcess(static_root=static_root, log_dir=log_dir, LOG_FORMAT="plain").start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -24,3 +24,11 @@ from fitness.settings import *  # noqa: E402,F403
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405
 MEDIA_ROOT = BASE_DIR / "var" / f"test-media-{TEST_RUN}"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+# In-process tests render pages without a collectstatic: plain static file names. The web
+# processes that tests start (tests.support.WebProcess: gunicorn as the Procfile runs it)
+# keep the product's storage (WhiteNoise's hashed, compressed files) on a collectstatic of
+# this run's own (TEST_STATIC_STORAGE=production, STATIC_ROOT).
+if os.environ.get("TEST_STATIC_STORAGE") != "production":
+    STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or str(BASE_DIR / "var" / f"test-static-{TEST_RUN}")  # noqa: F405
+os.makedirs(STATIC_ROOT, exist_ok=True)  # WhiteNoise warns about a missing one in every in-process test

@@ -209,3 +209,54 @@ def own_vhost(suffix: str):
             yield url
     finally:
         subprocess.run([ctl, "-q", "delete_vhost", vhost], capture_output=True, timeout=120)
+
+
+def procfile_command(process: str) -> str:
+    """The Procfile's command line of `process` (honcho runs it with a shell, so do the tests)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name == process and not line.startswith("#"):
+            return command.strip()
+    raise LookupError(f"the Procfile has no {process}: line")
+
+
+def collect_static(static_root: Path) -> Path:
+    """`manage.py collectstatic` with the product's storage (hashed, compressed) into `static_root`."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--clear", "-v", "0"], cwd=ROOT, check=True,
+        env=subprocess_env(TEST_STATIC_STORAGE="production", STATIC_ROOT=str(static_root)), timeout=300,
+    )
+    return static_root
+
+
+class WebProcess(ChildProcess):
+    """The Procfile's `web` process (gunicorn, with gunicorn.conf.py) on a free port of this run.
+
+    Started as honcho starts it (`bash -c` of the Procfile's line, PORT and WEB_CONCURRENCY
+    set), with the product's static file storage on `static_root` (see `collect_static`).
+    Ready when a worker has logged "Worker ready" (gunicorn.conf.py).
+    """
+
+    def __init__(self, *, static_root: Path, name: str = "web", workers: int = 2, log_dir: Path,
+                 **env: str | None):
+        from tests.rabbitmq_node import free_port
+
+        self.port = free_port()
+        super().__init__(
+            ["bash", "-c", f"exec {procfile_command('web')}"], name=name, log_dir=log_dir, ready="Worker ready",
+            PORT=str(self.port), WEB_CONCURRENCY=str(workers), TEST_STATIC_STORAGE="production",
+            STATIC_ROOT=str(static_root),
+            # as under `make run`: the virtualenv's gunicorn first on PATH
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env,
+        )
+
+    def start(self, timeout: float = 120.0):
+        try:
+            return super().start(timeout)
+        except BaseException:  # not ready in time, or exited: no gunicorn is left behind
+            self.kill()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -1,4 +1,11 @@
-"""Browser tests: Debian's headless Chromium, driven by Selenium, against pytest-django's live server.
+"""Browser tests: Debian's headless Chromium, driven by Selenium, against the real web process.
+
+The server is the Procfile's `web` process (gunicorn with gunicorn.conf.py, the product's
+static file storage on a collectstatic of this run: the session's `web` fixture), not
+Django's live test server, which serves static files itself and so hid that nothing
+served them under `make run`. Each page a test opens is checked to be styled (the admin's
+stylesheet loaded and applied) and to have loaded nothing from another host (Chromium's
+network events, from its performance log).
 
 Selenium rather than Playwright: Playwright's sync API runs an event loop in the test's
 thread, and Django's ORM then refuses to run in that thread (SynchronousOnlyOperation),
@@ -6,10 +13,9 @@ while these tests read rows between clicks. Chromium and chromedriver are Debian
 (`scripts/bootstrap.sh --with-browser`, run by `make test`): Selenium is pointed at both,
 so Selenium Manager never tries to download a browser or a driver.
 
-`live_server` is pytest-django's: a threaded server in this process, on this run's private
-PostgreSQL database. A test that uses it runs with `transactional_db` (pytest-django adds
-it), so the rows a test writes are committed and visible to the server's thread and to the
-worker subprocesses, and the tables are emptied after the test.
+The web process and the worker subprocesses see committed rows only: the tests run with
+`transactional_db` (`django_db(transaction=True)`), so the rows a test writes are committed,
+and the tables are emptied after the test.
 
 When a browser test fails, the page it was on is saved as var/browser-artifacts/<test>.png
 (and .html), and the path is shown with the failure.
@@ -20,12 +26,13 @@ screenshots there; without it they write nothing outside var/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
-import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,6 +43,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = ROOT / "var" / "browser-artifacts"
 WINDOW = (1280, 900)
 REPORT_WIDTH = 1600
+ADMIN_HEADER_BACKGROUND = "rgb(65, 118, 144)"  # the admin's --header-bg (#417690), light theme
 
 # Headless, and nothing that reaches out to Google's hosts (this network is closed, and a
 # test should not depend on it anyway). --no-sandbox: the suite runs as root here.
@@ -79,6 +87,7 @@ def browser(django_db_setup):
     profile = tempfile.mkdtemp(prefix="fitness-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # network events: Page.requests()
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     log_dir = ROOT / "var" / "test-logs"
@@ -93,26 +102,15 @@ def browser(django_db_setup):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-        _wait_for_live_server_requests()
-
-
-def _wait_for_live_server_requests(timeout: float = 10.0) -> None:
-    """Let the live server's request threads see the browser's sockets close.
-
-    Each keep-alive connection from the browser has a thread of its own in the live
-    server, holding a database connection until its socket closes; unjoined, they would
-    still be connected when pytest-django drops the test database.
-    """
-    for thread in threading.enumerate():
-        if "process_request_thread" in thread.name:
-            thread.join(timeout)
 
 
 @pytest.fixture
-def page(browser, live_server):
-    """The browser, signed out, with `page.url(path)` and `page.login(user)` for this test's server."""
+def page(browser, web, transactional_db):
+    """The browser, signed out, on the session's web process (gunicorn), with `page.login(user)` and more."""
     browser.delete_all_cookies()
-    yield Page(browser, live_server.url)
+    page_ = Page(browser, web.url)
+    page_.requests()  # forget the previous test's network events
+    yield page_
     browser.delete_all_cookies()
 
 
@@ -128,6 +126,52 @@ class Page:
 
     def open(self, path: str) -> None:
         self.driver.get(self.url(path))
+
+    def requests(self) -> list[str]:
+        """The URLs the browser requested since the last call (Chromium's Network.requestWillBeSent).
+
+        Without the ones the browser blocked before sending them (a Content-Security-Policy's
+        work: Network.loadingFailed with a blockedReason) and the browser's own pages (chrome:).
+        """
+        requested, blocked = {}, set()
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            params = message.get("params", {})
+            if message["method"] == "Network.requestWillBeSent":
+                requested.setdefault(params["requestId"], []).append(params["request"]["url"])
+            elif message["method"] == "Network.loadingFailed" and params.get("blockedReason"):
+                blocked.add(params["requestId"])
+        return [url for request_id, urls in requested.items() if request_id not in blocked for url in urls
+                if urlsplit(url).scheme not in ("chrome", "chrome-extension", "devtools")]
+
+    def assert_nothing_from_another_host(self) -> list[str]:
+        """Every request since the last check went to this test's server; returns them."""
+        server = urlsplit(self.base_url).netloc
+        urls = self.requests()
+        elsewhere = [url for url in urls if urlsplit(url).scheme not in ("data", "blob", "about")
+                     and urlsplit(url).netloc != server]
+        assert not elsewhere, f"requests to another host than {server}: {elsewhere}"
+        return urls
+
+    def assert_styled(self) -> None:
+        """The admin's stylesheet loaded and applies: its header is not what an unstyled page shows."""
+        loaded = self.driver.execute_script(
+            # a sheet that did not load (a 404) has no rules to read: reading them throws
+            "const rules = s => { try { return s.cssRules.length } catch (error) { return 0 } };"
+            "return [...document.styleSheets].filter(s => s.href && rules(s)).map(s => s.href)"
+        )
+        assert any("/static/admin/css/base." in href for href in loaded), f"admin's base.css not applied: {loaded}"
+        styled, unstyled = self.driver.execute_script(
+            "const header = document.getElementById('header');"
+            "const colour = () => getComputedStyle(header).backgroundColor;"
+            "const styled = colour();"
+            "for (const sheet of document.styleSheets) sheet.disabled = true;"
+            "const unstyled = colour();"
+            "for (const sheet of document.styleSheets) sheet.disabled = false;"
+            "return [styled, unstyled];"
+        )
+        assert styled != unstyled, f"the header looks unstyled ({styled})"
+        assert styled == ADMIN_HEADER_BACKGROUND, styled
 
     @property
     def path(self) -> str:
@@ -218,9 +262,11 @@ def mlops_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
     """
     worker = WorkerProcess(
         ["task.confirmed", "mlops"], name="browser-mlops", concurrency=1, log_dir=log_dir, TORCH_NUM_THREADS="1"
-    ).start()
-    yield worker
-    worker.stop()
+    )
+    try:
+        yield worker.start(timeout=120)
+    finally:
+        worker.stop()  # also when it never got ready
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,4 +1,5 @@
-"""In a real browser: an operator (superuser) reads the dead letters and the operations page; an owner may not."""
+"""In a real browser, through gunicorn: an operator (superuser) reads the dead letters and the
+operations page; an owner may not."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_an_operator_lists_and_searches_the_dead_letters_and_an_owner_cannot_ope
 
     page.login(operator)
     page.open(DEAD_LETTERS)
+    page.assert_styled()
     rows = page.find_all("#result_list tbody tr")
     assert len(rows) == len(dead_letters) == DeadLetter.objects.count()
     listed = page.find("#result_list").text
@@ -89,6 +91,7 @@ def test_an_operator_lists_and_searches_the_dead_letters_and_an_owner_cannot_ope
     assert len(rows) == 1 and "EquipmentFaultEvent" in rows[0].text
 
     page.open("/admin/operations/")  # the overview: each queue with its .dlq and the recorded dead letters
+    page.assert_styled()
     row = page.find("#queues tbody tr")
     assert row.text.startswith("task.submitted") and row.find_elements("css selector", "td")[-1].text == "2"
     assert "unpublished message" in page.find("#outbox").text
@@ -103,3 +106,4 @@ def test_an_operator_lists_and_searches_the_dead_letters_and_an_owner_cannot_ope
     page.login(owner)
     assert page.fetch_status(DEAD_LETTERS) == 403
     assert page.fetch_status("/admin/operations/") == 403
+    page.assert_nothing_from_another_host()

@@ -1,4 +1,4 @@
-"""In a real browser: an owner corrects an AI reading and confirms it; the MLOps worker gets it.
+"""In a real browser, through gunicorn: an owner corrects an AI reading and confirms it; the MLOps worker gets it.
 
 Then a second owner signs in and finds no trace of that task: not in the list, its change
 page "doesn't exist", its photo is a 404.
@@ -79,6 +79,7 @@ def test_an_owner_corrects_a_reading_the_mlops_worker_learns_it_and_another_owne
     # --- the owner finds the task in their list, thumbnail and all --------------------------------
     page.login(owner)
     page.open(TASKS)
+    page.assert_styled()
     links = {a.get_attribute("pathname") for a in page.find_all("#result_list a")}
     assert change_path(task) in links and change_path(earlier) in links
     assert change_path(south_task) not in links  # another branch's task
@@ -91,12 +92,15 @@ def test_an_owner_corrects_a_reading_the_mlops_worker_learns_it_and_another_owne
     # --- opens it: the AI reading, and the form preselected to it -----------------------------------
     page.click_and_wait(page.find(f'#result_list a[href$="{change_path(task)}"]'))
     assert page.path == change_path(task)
+    page.assert_styled()
     assert "shirt 52% · stained 47%" in page.text and "v3" in page.text
     form = page.find("form#confirm-form")
     garment, condition = Select(form.find_element("name", "garment")), Select(form.find_element("name", "condition"))
     assert (garment.first_selected_option.get_attribute("value"),
             condition.first_selected_option.get_attribute("value")) == ("shirt", "stained")
     page.report_screenshot("owner-task-reading", full_page=True)
+    requested = page.assert_nothing_from_another_host()
+    assert any("/static/admin/css/base." in url for url in requested)  # the list page's, or this one's
 
     # --- corrects it to what the photo shows and confirms --------------------------------------------
     garment.select_by_value("towel")
@@ -145,3 +149,4 @@ def test_an_owner_corrects_a_reading_the_mlops_worker_learns_it_and_another_owne
     assert page.fetch_status(photo_path(task)) == 404
     assert page.fetch_status(photo_path(task) + "?size=thumb") == 404
     assert page.fetch_status(photo_path(south_task)) == 200  # their own photo, for contrast
+    page.assert_nothing_from_another_host()

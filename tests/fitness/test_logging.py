@@ -277,3 +277,11 @@ def test_gunicorn_takes_the_json_logger_from_its_config_file_wherever_it_is_star
         config = WebProcess().cfg
 
     assert config.logger_class is GunicornLogger
+
+
+def test_make_run_logs_plain_lines_and_the_image_json_lines():
+    dry_run = subprocess.run(["make", "--dry-run", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "LOG_FORMAT=${LOG_FORMAT:-plain} honcho start" in dry_run.stdout, dry_run.stdout
+    assert re.search(r"^ENV .*\bLOG_FORMAT=json\b", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    kubernetes = "".join(path.read_text() for path in (ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+    assert not re.search(r"LOG_FORMAT\W+(value:\s*)?\W*plain", kubernetes)  # the image's JSON applies
