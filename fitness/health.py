@@ -1,12 +1,10 @@
 """Liveness and readiness probes (Kubernetes `/healthz` and `/readyz`)."""
 
-from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.urls import resolve
-from kombu import Connection
 
-from messaging.broker import connect_once
+from messaging.broker_status import broker_status
 
 # What Kubernetes probes and Prometheus call, every few seconds, addressing a pod by its IP.
 PROBE_AND_SCRAPE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -17,32 +15,45 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def _check_postgresql() -> None:
+def _check_postgresql() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+    return "ok"
 
 
-def _check_rabbitmq() -> None:
-    timeout = settings.READINESS_TIMEOUT_SECONDS
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as broker:
-        connect_once(broker)
+def _report_rabbitmq() -> str:
+    return broker_status().detail
 
 
-CHECKS = {"postgresql": _check_postgresql, "rabbitmq": _check_rabbitmq}
+# What readiness depends on: PostgreSQL only. With RabbitMQ down the web keeps accepting
+# work into the outbox (the relay publishes it later), so RabbitMQ is reported, not required.
+REQUIRED = {"postgresql": _check_postgresql}
+REPORTED = {"rabbitmq": _report_rabbitmq}
 
 
 def readyz(request):
-    """200 when PostgreSQL and RabbitMQ both answer; 503 naming the part that does not."""
+    """200 while PostgreSQL answers, 503 naming it when it does not; RabbitMQ's state is in the body.
+
+    `checks` has every part's state, `failing` the required parts that are down (readiness
+    fails), `degraded` the reported parts that are down (the pod keeps serving). RabbitMQ's
+    state comes from `messaging.broker_status` (a cached, bounded check), so a hung broker
+    never slows the probe.
+    """
     checks: dict[str, str] = {}
-    for name, check in CHECKS.items():
+    failing: list[str] = []
+    for name, check in REQUIRED.items():
         try:
-            check()
+            checks[name] = check()
         except Exception as exc:  # any failure means "not ready"; the message says which
             checks[name] = f"unavailable: {exc.__class__.__name__}: {exc}".strip()
-        else:
-            checks[name] = "ok"
-    failing = [name for name, result in checks.items() if result != "ok"]
-    body = {"status": "unavailable" if failing else "ready", "checks": checks, "failing": failing}
+            failing.append(name)
+    degraded = []
+    for name, report in REPORTED.items():
+        checks[name] = report()
+        if checks[name] != "ok":
+            degraded.append(name)
+    body = {"status": "unavailable" if failing else "ready", "checks": checks, "failing": failing,
+            "degraded": degraded}
     return JsonResponse(body, status=503 if failing else 200)
 
 

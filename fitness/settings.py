@@ -231,6 +231,10 @@ OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
 # How often the relay looks for rows the fast path could not publish.
 OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 1.0)
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
+# A row RabbitMQ refuses (unroutable, nacked) waits this long before its next attempt,
+# doubling with each refusal up to the maximum; the rows behind it are published meanwhile.
+OUTBOX_REFUSED_BACKOFF_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_SECONDS", 5.0)
+OUTBOX_REFUSED_BACKOFF_MAX_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_MAX_SECONDS", 600.0)
 
 # --- The AI model ----------------------------------------------------------------------
 # How often an AI worker checks which model version is active (hot reload, no restart).
@@ -310,7 +314,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Health checks ---------------------------------------------------------------------
-READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)
+# Readiness (/readyz) depends on PostgreSQL only. RabbitMQ's state is reported there, in
+# /metrics and on the operations page, from one connection attempt per process at most every
+# BROKER_CHECK_CACHE_SECONDS, bounded by BROKER_CHECK_TIMEOUT_SECONDS (messaging.broker_status).
+BROKER_CHECK_TIMEOUT_SECONDS = env_float("BROKER_CHECK_TIMEOUT_SECONDS", 2.0)
+BROKER_CHECK_CACHE_SECONDS = env_float("BROKER_CHECK_CACHE_SECONDS", 5.0)
 
 # Logs (fitness/logging.py): "json", one object per line, or "plain", a line for people;
 # both carry correlation_id, event_id, task_id… where known. Celery workers, beat and

@@ -9,14 +9,48 @@ from messaging.models import DeadLetter, OutboxMessage, ProcessedEvent
 from messaging.outbox import outbox_backlog
 
 
+class OutboxStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("pending", "pending (to be published)"),
+            ("refused", "refused by RabbitMQ, backing off"),
+            ("published", "published"),
+            ("discarded", "discarded"),
+        ]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "pending":
+                return queryset.pending()
+            case "refused":
+                return queryset.failing()
+            case "published":
+                return queryset.filter(published_at__isnull=False)
+            case "discarded":
+                return queryset.filter(discarded_at__isnull=False)
+        return queryset
+
+
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(OperatorOnly, RecordsOnly, admin.ModelAdmin):
-    """The outbox; the list starts with its backlog: unpublished messages and the oldest one's age."""
+    """The outbox; the list starts with its backlog: unpublished messages and the oldest one's age.
 
-    list_display = ("id", "event_type", "event_id", "queue", "created_at", "published_at", "publish_attempts")
-    list_filter = ("event_type", "queue", ("published_at", admin.EmptyFieldListFilter))
-    search_fields = ("event_id", "event_type")
-    readonly_fields = [f.name for f in OutboxMessage._meta.fields]
+    Rows RabbitMQ refused show their refusals, next attempt and error; `manage.py outbox`
+    retries or discards them.
+    """
+
+    list_display = ("id", "event_type", "event_id", "queue", "state", "created_at", "published_at",
+                    "publish_attempts", "refusals", "next_attempt_at", "short_error")
+    list_filter = (OutboxStateFilter, "event_type", "queue")
+    search_fields = ("event_id", "event_type", "last_error")
+    readonly_fields = [f.name for f in OutboxMessage._meta.fields] + ["state"]
+
+    @admin.display(description="last error")
+    def short_error(self, obj: OutboxMessage) -> str:
+        return obj.last_error if len(obj.last_error) <= 80 else obj.last_error[:79] + "…"
 
     def changelist_view(self, request, extra_context=None):
         unpublished, oldest_age = outbox_backlog()

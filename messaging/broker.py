@@ -5,7 +5,9 @@ Only the outbox (fast path and relay) calls this; application code publishes wit
 
 Every publish waits for RabbitMQ's confirm and is `mandatory`: a message that no queue
 is bound for comes back as an error instead of being dropped, so its outbox row stays
-unpublished until `setup_broker` has run.
+unpublished. Failures come in two kinds (messaging.errors): BrokerUnavailable, RabbitMQ
+cannot be used at all (stop, try again later), and MessageRefused, RabbitMQ refused this
+one message (back it off, carry on with the others). `_refusal` is where they are told apart.
 
 Each thread keeps one connection. We manage it here rather than through Celery's
 producer pool because after any failure (a timed-out confirm, a returned message) the
@@ -20,11 +22,13 @@ import logging
 import threading
 from typing import Any
 
+from amqp.exceptions import ChannelError as AMQPChannelError
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Producer
 
 from fitness import topology
 from fitness.celery import app as celery_app
-from messaging.errors import BrokerUnavailable
+from messaging.errors import BrokerUnavailable, MessageRefused
 
 logger = logging.getLogger(__name__)
 
@@ -52,23 +56,30 @@ class _Publisher(threading.local):
                 logger.debug("closing a failed broker connection raised", exc_info=True)
 
     def publish(self, queue: str, body: dict[str, Any], headers: dict[str, Any] | None = None) -> None:
-        reused = self.producer is not None
-        try:
-            self._send(queue, body, headers)
-        except Exception as first_error:
-            self.discard()
-            if not reused:
-                raise BrokerUnavailable(_describe(first_error)) from first_error
-            # A kept connection may have died since its last use (broker restart):
-            # one fresh connection is worth a try before giving up.
+        for attempt in (1, 2):
+            reused = self.producer is not None
             try:
-                self._send(queue, body, headers)
+                producer = self._connect()
             except Exception as exc:
                 self.discard()
                 raise BrokerUnavailable(_describe(exc)) from exc
+            try:
+                self._send(producer, queue, body, headers)
+                return
+            except Exception as exc:
+                # A returned or nacked message leaves the channel owing us a confirm: never reuse it.
+                self.discard()
+                refusal = _refusal(exc, queue)
+                if refusal:
+                    raise MessageRefused(refusal) from exc
+                if reused and attempt == 1:
+                    # A kept connection may have died since its last use (broker restart):
+                    # one fresh connection is worth a try before giving up.
+                    continue
+                raise BrokerUnavailable(_describe(exc)) from exc
 
-    def _send(self, queue: str, body: dict[str, Any], extra_headers: dict[str, Any] | None) -> None:
-        producer = self._connect()
+    def _send(self, producer: Producer, queue: str, body: dict[str, Any],
+              extra_headers: dict[str, Any] | None) -> None:
         # Celery's message protocol 2, built by Celery itself; published by kombu
         # directly because `send_task`'s routing machinery costs more CPU than the
         # confirmed publish, and our route is already decided (the queue's name).
@@ -113,10 +124,30 @@ def connect_once(connection: Connection) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or exc.__class__.__name__
-    if "NO_ROUTE" in text or getattr(exc, "code", None) == 312:
-        return f"no queue is bound for this routing key (has `manage.py setup_broker` run?): {text}"
-    return f"{exc.__class__.__name__}: {text}"
+    return f"{exc.__class__.__name__}: {str(exc) or exc.__class__.__name__}"
+
+
+NO_ROUTE = 312
+
+
+def _refusal(exc: BaseException, queue: str) -> str:
+    """Why RabbitMQ refused this one message, or "" when the failure is the broker's as a whole.
+
+    Refusals arrive on a working connection: a basic.return of an unroutable `mandatory`
+    message (py-amqp raises it as a ChannelError with code 312 while it waits for the
+    confirm), a basic.nack, or a channel error that this publish caused. A connection error,
+    a socket error or a confirm that timed out means the broker itself is the problem.
+    """
+    if isinstance(exc, MessageNacked):
+        return (f"RabbitMQ nacked the message for {queue!r} (a queue refused it, e.g. one at its "
+                f"max-length with overflow reject-publish)")
+    if isinstance(exc, AMQPChannelError):
+        text = str(exc) or exc.__class__.__name__
+        if getattr(exc, "code", None) == NO_ROUTE or "NO_ROUTE" in text:
+            return (f"no queue is bound for routing key {queue!r} (removed from the topology, or "
+                    f"`manage.py setup_broker` has not run): {text}")
+        return f"RabbitMQ refused the message for {queue!r}: {exc.__class__.__name__}: {text}"
+    return ""
 
 
 _publisher = _Publisher()
@@ -126,7 +157,8 @@ def publish_envelope(queue: str, body: dict[str, Any], *, headers: dict[str, Any
     """Publish one envelope to `queue` and wait for RabbitMQ's confirm.
 
     `headers` are added to the message's (a replay marks its number there).
-    Raises BrokerUnavailable when RabbitMQ cannot be reached or does not take it.
+    Raises MessageRefused when RabbitMQ refuses this message (unroutable, nacked, a channel
+    error), and BrokerUnavailable, its base, when RabbitMQ cannot be used at all.
     """
     _publisher.publish(queue, body, headers)
 

@@ -22,4 +22,21 @@ class TransientError(Exception):
 
 
 class BrokerUnavailable(Exception):
-    """RabbitMQ did not take the message (unreachable, nacked, or no queue bound)."""
+    """RabbitMQ did not take the message.
+
+    Raised as such when RabbitMQ cannot be used at all (no connection, a timed-out
+    connect or confirm): publishing anything else now would fail the same way, so the
+    caller stops and tries again later. Its subclass MessageRefused says it was this one
+    message that RabbitMQ refused.
+    """
+
+
+class MessageRefused(BrokerUnavailable):
+    """RabbitMQ was reachable and refused this one message; others may well go through.
+
+    Returned as unroutable under `mandatory` (no queue is bound for its routing key, e.g. a
+    queue removed by a topology change), nacked (a queue with reject-publish is full), or a
+    channel error caused by this publish (its exchange is missing, access refused). The
+    outbox backs such a row off alone and carries on with the rows behind it. A subclass of
+    BrokerUnavailable so that every caller that only asks "was it published?" still catches it.
+    """

@@ -2,12 +2,24 @@ from django.db import models
 from django.db.models import F, Q
 
 
+class OutboxQuerySet(models.QuerySet):
+    def pending(self) -> "OutboxQuerySet":
+        """Rows still to be published: neither published nor discarded."""
+        return self.filter(published_at__isnull=True, discarded_at__isnull=True)
+
+    def failing(self) -> "OutboxQuerySet":
+        """Pending rows RabbitMQ refused at least once (each waits for its `next_attempt_at`)."""
+        return self.pending().filter(refusals__gt=0)
+
+
 class OutboxMessage(models.Model):
     """An event committed together with the change that caused it (transactional outbox).
 
     The row is written in the caller's transaction; it is published to RabbitMQ right
-    after the commit, or later by the relay when that did not work. Published rows stay
-    for audit until the retention runs out.
+    after the commit, or later by the relay when that did not work. A row RabbitMQ refuses
+    (unroutable, nacked) backs off alone until `next_attempt_at`; an operator may retry or
+    discard it (`manage.py outbox`). Published rows stay for audit until the retention runs
+    out; discarded rows stay, never published.
     """
 
     event_id = models.UUIDField(unique=True)
@@ -20,6 +32,19 @@ class OutboxMessage(models.Model):
     publish_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    refusals = models.PositiveIntegerField(
+        default=0, help_text="Times RabbitMQ refused this message (returned as unroutable, nacked, a channel error).",
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a refusal: the relay leaves the row alone until then.",
+    )
+    retried_at = models.DateTimeField(null=True, blank=True, help_text="When an operator last asked to retry it now.")
+    retried_by = models.CharField(max_length=150, blank=True)
+    discarded_at = models.DateTimeField(null=True, blank=True, help_text="Set: the row is never published.")
+    discarded_by = models.CharField(max_length=150, blank=True)
+    discard_reason = models.TextField(blank=True)
+
+    objects = OutboxQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -30,8 +55,16 @@ class OutboxMessage(models.Model):
         ]
 
     def __str__(self) -> str:
-        state = "published" if self.published_at else "pending"
-        return f"{self.event_type} {self.event_id} ({state})"
+        return f"{self.event_type} {self.event_id} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        """`published`, `discarded`, `refused` (backing off after a refusal) or `pending`."""
+        if self.published_at:
+            return "published"
+        if self.discarded_at:
+            return "discarded"
+        return "refused" if self.refusals else "pending"
 
 
 class ProcessedEvent(models.Model):

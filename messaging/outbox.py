@@ -20,13 +20,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from fitness import topology
 from messaging.broker import publish_envelope
 from messaging.correlation import current_correlation_id
-from messaging.errors import BrokerUnavailable
+from messaging.errors import BrokerUnavailable, MessageRefused
 from messaging.events import Envelope, Event
 from messaging.models import OutboxMessage
 from observability import metrics
@@ -63,21 +64,36 @@ def _publish_after_commit(message_id: int) -> None:
 @dataclass
 class PublishReport:
     published: int = 0
-    failed: int = 0
+    refused: int = 0  # rows RabbitMQ refused, each backed off alone
+    failed: int = 0  # 1 when the batch stopped because RabbitMQ could not be used
     error: str = ""
 
     def __iadd__(self, other: PublishReport) -> PublishReport:
         self.published += other.published
+        self.refused += other.refused
         self.failed += other.failed
         self.error = other.error or self.error
         return self
 
 
-def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) -> PublishReport:
+# The one claim query (fast path, relay, operator retries): rows neither published nor
+# discarded, and not backing off after a refusal.
+_CLAIMABLE = (
+    "published_at IS NULL AND discarded_at IS NULL"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())"
+)
+
+
+def publish_pending(
+    *, ids: Iterable[int] | None = None, batch_size: int = 100, via: str | None = None
+) -> PublishReport:
     """Publish one batch of unpublished outbox rows, oldest first.
 
-    Rows another process has claimed are skipped, not waited for. Stops at the first row
-    RabbitMQ does not take (it is most likely down) and records the error on that row.
+    Rows another process has claimed are skipped, not waited for, and so are rows backing
+    off after a refusal. A row RabbitMQ refuses (MessageRefused: unroutable, nacked) gets its
+    error and a `next_attempt_at` (exponential, capped) and the batch goes on; when RabbitMQ
+    cannot be used at all (BrokerUnavailable) the batch stops at that row, which records the
+    error, and the caller backs off.
     """
     # Plain SQL rather than the ORM: this runs after every commit that published an
     # event, and building the ORM's queries cost more CPU than the queries themselves.
@@ -93,16 +109,22 @@ def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) 
         cursor.execute(
             f"SET LOCAL synchronous_commit TO OFF;"
             f" SELECT id, event_type, event_id, queue, envelope FROM {table}"
-            f" WHERE published_at IS NULL {only_ids} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            f" WHERE {_CLAIMABLE} {only_ids} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             params,
         )
         rows = cursor.fetchall()
         published: list[int] = []
-        via = "fast_path" if ids is not None else "relay"
+        via = via or ("fast_path" if ids is not None else "relay")
         for row_id, event_type, event_id, queue, envelope in rows:
             body = json.loads(envelope) if isinstance(envelope, str) else envelope
             try:
                 publish_envelope(queue, body)
+            except MessageRefused as exc:
+                _back_off(cursor, table, row_id, str(exc))
+                report.refused += 1
+                metrics.event_publish_failed(event_type, via=via)
+                logger.warning("outbox: %s %s refused by RabbitMQ, backed off: %s", event_type, event_id, exc)
+                continue
             except BrokerUnavailable as exc:
                 cursor.execute(
                     f"UPDATE {table} SET publish_attempts = publish_attempts + 1,"
@@ -114,7 +136,7 @@ def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) 
                 metrics.event_publish_failed(event_type, via=via)
                 logger.warning(
                     "outbox: %s %s not published (%s pending rows wait): %s",
-                    event_type, event_id, len(rows) - len(published), exc,
+                    event_type, event_id, len(rows) - len(published) - report.refused, exc,
                 )
                 break
             published.append(row_id)
@@ -129,13 +151,25 @@ def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) 
     return report
 
 
+def _back_off(cursor, table: str, row_id: int, error: str) -> None:
+    """Record a refusal; the row waits OUTBOX_REFUSED_BACKOFF_SECONDS × 2^(refusals before), capped."""
+    cursor.execute(
+        f"UPDATE {table} SET publish_attempts = publish_attempts + 1, refusals = refusals + 1,"
+        f" last_attempt_at = clock_timestamp(), last_error = %s,"
+        f" next_attempt_at = clock_timestamp()"
+        f"   + make_interval(secs => LEAST(%s * power(2, LEAST(refusals, 30)), %s))"
+        f" WHERE id = %s",
+        [error[:2000], settings.OUTBOX_REFUSED_BACKOFF_SECONDS, settings.OUTBOX_REFUSED_BACKOFF_MAX_SECONDS, row_id],
+    )
+
+
 def relay_outbox(*, batch_size: int = 100) -> PublishReport:
     """Publish everything that is pending now, batch by batch, until done or RabbitMQ fails."""
     report = PublishReport()
     while True:
         batch = publish_pending(batch_size=batch_size)
         report += batch
-        if batch.failed or batch.published < batch_size:
+        if batch.failed or batch.published + batch.refused < batch_size:
             return report
 
 
@@ -147,7 +181,83 @@ def prune_outbox(*, older_than: timedelta) -> int:
 
 
 def outbox_backlog() -> tuple[int, timedelta | None]:
-    """How many rows wait to be published, and how old the oldest one is."""
-    pending = OutboxMessage.objects.filter(published_at__isnull=True)
+    """How many rows wait to be published (backing-off ones too, discarded ones not), and the oldest one's age."""
+    pending = OutboxMessage.objects.pending()
     oldest = pending.order_by("pk").values_list("created_at", flat=True).first()
     return pending.count(), (timezone.now() - oldest if oldest else None)
+
+
+# --- operator actions on rows that keep failing (`manage.py outbox`) ---------------------
+
+
+class OutboxOperationError(ValueError):
+    """An operator's request names rows that do not exist or cannot take the action; nothing changed."""
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    message: OutboxMessage
+    result: str  # "published", "refused again", "still pending" (RabbitMQ down), "would retry"
+
+
+def _select_for(action: str, ids: Iterable[int]) -> list[OutboxMessage]:
+    """The rows `ids`, locked, each able to take `action`; else OutboxOperationError naming every bad id."""
+    wanted = list(dict.fromkeys(ids))
+    rows = {row.pk: row for row in OutboxMessage.objects.select_for_update().filter(pk__in=wanted)}
+    problems = []
+    for pk in wanted:
+        row = rows.get(pk)
+        if row is None:
+            problems.append(f"no outbox message {pk}")
+        elif row.published_at:
+            problems.append(f"{pk}: already published at {row.published_at:%Y-%m-%d %H:%M:%S}")
+        elif row.discarded_at:
+            problems.append(f"{pk}: discarded by {row.discarded_by or '?'} at {row.discarded_at:%Y-%m-%d %H:%M:%S}")
+    if problems:
+        raise OutboxOperationError(f"cannot {action}, nothing changed: " + "; ".join(problems))
+    return [rows[pk] for pk in wanted]
+
+
+def outbox_retry(*, ids: Iterable[int] | None = None, by: str, dry_run: bool = False) -> list[RetryOutcome]:
+    """Publish the rows `ids` now (None: every failing row), whatever their `next_attempt_at`.
+
+    Records who asked (`retried_by`, `retried_at`), then publishes them through the same
+    claim as the relay; each outcome says whether RabbitMQ took it this time.
+    """
+    with transaction.atomic():
+        if ids is None:
+            ids = list(OutboxMessage.objects.failing().order_by("pk").values_list("pk", flat=True))
+        rows = _select_for("retry", ids)
+        if dry_run:
+            return [RetryOutcome(row, "would retry") for row in rows]
+        OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(
+            next_attempt_at=None, retried_at=timezone.now(), retried_by=by[:150],
+        )
+    if rows:
+        publish_pending(ids=[row.pk for row in rows], batch_size=len(rows), via="relay")
+    after = OutboxMessage.objects.in_bulk([row.pk for row in rows])
+    outcomes = []
+    for row in rows:
+        now = after[row.pk]
+        if now.published_at:
+            result = "published"
+        elif now.refusals > row.refusals:
+            result = "refused again"
+        else:
+            result = "still pending"
+        outcomes.append(RetryOutcome(now, result))
+    return outcomes
+
+
+def outbox_discard(*, ids: Iterable[int], reason: str, by: str, dry_run: bool = False) -> list[OutboxMessage]:
+    """Mark the rows `ids` discarded (kept, never published), with who, when and why."""
+    if not reason.strip():
+        raise OutboxOperationError("cannot discard, nothing changed: give a reason")
+    with transaction.atomic():
+        rows = _select_for("discard", ids)
+        if not dry_run:
+            OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(
+                discarded_at=timezone.now(), discarded_by=by[:150], discard_reason=reason.strip(),
+            )
+            rows = list(OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).order_by("pk"))
+    return rows

@@ -177,16 +177,28 @@ def alert_delivered(*, occurred_at: datetime, severity: str, delivered: int) -> 
 
 
 class SystemCollector(Collector):
-    """Gauges read when GET /metrics is scraped: queue depths and the outbox backlog.
+    """Gauges read when GET /metrics is scraped: RabbitMQ's reachability, queue depths, the outbox backlog.
 
     A failure to read them (RabbitMQ or PostgreSQL down) never fails the scrape: the
     `..._stats_up` gauge says 0 and the counters are still served.
     """
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._broker()
         yield from self._queues()
         yield from self._outbox()
         yield from self._retraining()
+
+    def _broker(self) -> Iterator[Metric]:
+        from messaging.broker_status import broker_status
+
+        status = broker_status()
+        yield GaugeMetricFamily(
+            "fitness_broker_up",
+            "1 when RabbitMQ accepted an AMQP connection at its last check (made at most every "
+            "BROKER_CHECK_CACHE_SECONDS by this process), else 0. Readiness does not depend on it.",
+            value=int(status.reachable),
+        )
 
     def _queues(self) -> Iterator[Metric]:
         from observability.queue_stats import SOURCE_MANAGEMENT, queue_depths
@@ -226,11 +238,13 @@ class SystemCollector(Collector):
         yield consumers
 
     def _outbox(self) -> Iterator[Metric]:
+        from messaging.models import OutboxMessage
         from messaging.outbox import outbox_backlog
 
         up = GaugeMetricFamily("fitness_outbox_stats_up", "1 when the outbox backlog below could be read, else 0.")
         try:
             count, age = outbox_backlog()
+            refused = OutboxMessage.objects.failing().count()
         except Exception as exc:  # PostgreSQL is down
             logger.warning("outbox backlog unavailable for /metrics: %s", exc)
             up.add_metric([], 0)
@@ -245,6 +259,12 @@ class SystemCollector(Collector):
             "fitness_outbox_oldest_unpublished_age_seconds",
             "Age of the oldest unpublished outbox event (0 when none waits).",
             value=age.total_seconds() if age is not None else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "fitness_outbox_refused_messages",
+            "Unpublished outbox events RabbitMQ refused (unroutable, nacked), each backing off alone until "
+            "its next attempt; `manage.py outbox list` shows them with their errors.",
+            value=refused,
         )
 
 

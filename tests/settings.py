@@ -32,3 +32,7 @@ if os.environ.get("TEST_STATIC_STORAGE") != "production":
     STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or str(BASE_DIR / "var" / f"test-static-{TEST_RUN}")  # noqa: F405
 os.makedirs(STATIC_ROOT, exist_ok=True)  # WhiteNoise warns about a missing one in every in-process test
+# The shared broker of this machine sometimes takes seconds to open a connection when many
+# test runs churn vhosts; a report of "unreachable" there would be a false one. Tests of a
+# down or hung broker set their own short timeout.
+BROKER_CHECK_TIMEOUT_SECONDS = 10.0

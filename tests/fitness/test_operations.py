@@ -72,3 +72,30 @@ def test_owners_and_other_staff_get_403(client, django_user_model):
 
 def test_the_admin_index_links_to_it_for_superusers(admin_client):
     assert 'href="/admin/operations/"' in admin_client.get("/admin/").content.decode()
+
+
+def test_rows_rabbitmq_refused_are_listed_with_their_error_and_next_attempt(admin_client):
+    refused = OutboxMessage.objects.create(
+        event_id=uuid.uuid4(), event_type="EquipmentFaultEvent", schema_version=1, queue="removed.queue",
+        envelope={}, refusals=3, publish_attempts=3, next_attempt_at=timezone.now(),
+        last_error="no queue is bound for routing key 'removed.queue'",
+    )
+    OutboxMessage.objects.create(event_id=uuid.uuid4(), event_type="ProbeEvent", schema_version=1,
+                                 queue=WORK, envelope={})  # pending, never refused: not listed
+
+    page = admin_client.get("/admin/operations/").content.decode()
+
+    assert "<strong>1</strong> message refused by RabbitMQ" in page
+    assert f'href="/admin/messaging/outboxmessage/{refused.pk}/change/"' in page
+    assert "no queue is bound for routing key &#x27;removed.queue&#x27;" in page
+    assert "manage.py outbox retry ID" in page
+
+
+def test_the_page_says_whether_rabbitmq_is_reachable(admin_client, broker_url):
+    assert "Reachable (checked" in admin_client.get("/admin/operations/").content.decode()
+
+    broker_url(f"amqp://guest:guest@127.0.0.1:{closed_port()}//")
+    page = admin_client.get("/admin/operations/").content.decode()
+
+    assert "RabbitMQ is unreachable (unreachable:" in page
+    assert "The web keeps accepting work into the outbox" in page

@@ -76,3 +76,21 @@ def test_still_dead_lettered_selects_the_rows_whose_status_says_so():
 
     assert selected == {row.event_id for row in DeadLetter.objects.all() if row.status == "dead-lettered"}
     assert len(selected) == 3
+
+
+def test_the_outbox_list_filters_refused_rows_and_shows_their_errors(admin_client):
+    refused = outbox_row(published=False)
+    OutboxMessage.objects.filter(pk=refused.pk).update(
+        refusals=2, next_attempt_at=timezone.now(), last_error="RabbitMQ nacked the message for 'x'")
+    outbox_row(published=False)
+    outbox_row(published=True)
+
+    page = admin_client.get("/admin/messaging/outboxmessage/?state=refused").content.decode()
+
+    assert "RabbitMQ nacked the message" in page
+    assert "1 outbox message" in page
+    discarded = outbox_row(published=False)
+    OutboxMessage.objects.filter(pk=discarded.pk).update(discarded_at=timezone.now(), discarded_by="bob")
+    assert "2 outbox messages" in admin_client.get("/admin/messaging/outboxmessage/?state=pending").content.decode()
+    page = admin_client.get("/admin/messaging/outboxmessage/").content.decode()
+    assert "<strong>2</strong> unpublished messages" in page  # a discarded row is not waiting

@@ -51,7 +51,8 @@ def test_metrics_parse_as_prometheus_text_with_every_family_typed():
         assert types.get(name) == "histogram", name
     for name in [*QUEUE_GAUGES, "fitness_queue_stats_up", "fitness_queue_stats_from_management_api",
                  "fitness_outbox_stats_up", "fitness_outbox_unpublished_messages",
-                 "fitness_outbox_oldest_unpublished_age_seconds"]:
+                 "fitness_outbox_oldest_unpublished_age_seconds", "fitness_outbox_refused_messages",
+                 "fitness_broker_up"]:
         assert types.get(name) == "gauge", name
 
     labels = {"event_type": "MetricsFormatEvent", "consumer": "tests.metrics_format"}
@@ -65,6 +66,7 @@ def test_metrics_parse_as_prometheus_text_with_every_family_typed():
     assert found.value("fitness_alert_latency_seconds_bucket", severity="format-test", le="2.0") >= 1
 
     # every queue of the topology, with its kind; the DLQs are there too
+    assert found.value("fitness_broker_up") == 1
     assert found.value("fitness_queue_stats_up") == 1
     ready = found.labelled("fitness_queue_messages_ready")
     assert {dict(labels)["queue"]: dict(labels)["kind"] for labels in ready} == dict(topology_queues())
@@ -131,6 +133,7 @@ def test_a_broker_that_is_down_leaves_metrics_up_with_the_queue_gauge_at_0():
         found = scrape()
 
     assert found.value("fitness_queue_stats_up") == 0
+    assert found.value("fitness_broker_up") == 0
     for name in QUEUE_GAUGES:
         assert found.labelled(name) == {}, name
     # the rest is still served: the outbox gauges and every process's counters

@@ -22,8 +22,11 @@ class Command(BaseCommand):
     help = (
         "Publish outbox events that were committed but not yet published (RabbitMQ was "
         "down, or the process died after the commit), oldest first, and prune published "
-        "rows past their retention. Runs until stopped (SIGTERM/SIGINT finish the current "
-        "batch); several relays may run at once without publishing a row twice."
+        "rows past their retention. When RabbitMQ cannot be reached the relay waits and tries "
+        "again (up to 30 s apart); a row RabbitMQ refuses (unroutable, nacked) backs off alone "
+        "and the rows behind it are published (see `manage.py outbox`). Runs until stopped "
+        "(SIGTERM/SIGINT finish the current batch); several relays may run at once without "
+        "publishing a row twice."
     )
 
     def add_arguments(self, parser):
@@ -53,7 +56,9 @@ class Command(BaseCommand):
         if once:
             report = relay_outbox(batch_size=batch_size)
             pruned = prune_outbox(older_than=self.retention)
-            self.stdout.write(f"published {report.published} event(s); pruned {pruned} published row(s)")
+            refused = (f"; {report.refused} refused by RabbitMQ, backed off (see `manage.py outbox list`)"
+                       if report.refused else "")
+            self.stdout.write(f"published {report.published} event(s); pruned {pruned} published row(s){refused}")
             if report.failed:
                 raise CommandError(f"RabbitMQ did not take an event, it stays pending: {report.error}")
             return
@@ -62,11 +67,12 @@ class Command(BaseCommand):
     def _show_backlog(self):
         count, age = outbox_backlog()
         self.stdout.write(f"{count} event(s) pending" + (f", oldest {age.total_seconds():.1f} s old" if age else ""))
-        for row in OutboxMessage.objects.filter(published_at__isnull=True).order_by("pk")[:50]:
+        for row in OutboxMessage.objects.pending().order_by("pk")[:50]:
             error = f"  last error: {row.last_error[:120]}" if row.last_error else ""
+            backoff = f" refused={row.refusals} next={row.next_attempt_at:%H:%M:%S}" if row.next_attempt_at else ""
             self.stdout.write(
                 f"  {row.pk:>8} {row.created_at:%Y-%m-%d %H:%M:%S} {row.event_type:<30} "
-                f"{row.event_id} attempts={row.publish_attempts}{error}"
+                f"{row.event_id} attempts={row.publish_attempts}{backoff}{error}"
             )
 
     def _run_forever(self, *, interval: float, batch_size: int):
@@ -96,6 +102,9 @@ class Command(BaseCommand):
                 report = None
             if report is not None and report.published:
                 logger.info("published %s event(s)", report.published)
+            if report is not None and report.refused:
+                # each refused row backs off alone (messaging.outbox); the relay itself does not
+                logger.warning("%s event(s) refused by RabbitMQ, backed off (manage.py outbox list)", report.refused)
             if report is None or report.failed:
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             else:
