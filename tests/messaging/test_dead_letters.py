@@ -232,11 +232,11 @@ def publish_raw(body: bytes, *, content_type: str | None = None, headers: dict |
         channel.basic_publish(message, exchange="fitness.events", routing_key="task.submitted")
 
 
-def unknown_task_message() -> tuple[bytes, str]:
-    """A well-formed Celery message naming a task no worker has."""
+def celery_message(task: str, raw: bytes | None = None) -> tuple[bytes, str]:
+    """A Celery message for `task`: well formed, or with the body `raw`."""
     task_id = str(uuid.uuid4())
-    headers, properties, body, _ = celery_app.amqp.as_task_v2(task_id, "NoSuchTask", kwargs={"x": 1})
-    raw = json.dumps(body).encode()
+    headers, properties, body, _ = celery_app.amqp.as_task_v2(task_id, task, kwargs={"x": 1})
+    raw = raw if raw is not None else json.dumps(body).encode()
     with broker_connection() as connection:
         channel = connection.default_channel
         message = channel.prepare_message(raw, content_type="application/json", content_encoding="utf-8",
@@ -251,23 +251,25 @@ def test_bodies_that_are_not_envelopes_land_in_the_dlq_intact_are_archived_and_l
     publish_raw(NOT_JSON)
     publish_raw(PLAIN_JSON, content_type="application/json")
     publish_raw(b"plain text, a header but no task", content_type="text/plain", headers={"source": "ops"})
-    unknown_body, unknown_id = unknown_task_message()
+    unknown_body, unknown_id = celery_message("NoSuchTask")  # a task no worker has
+    garbled_body, garbled_id = celery_message("ProbeRecordedEvent", b"[garbled")  # a known task, a broken body
     flowing = [publish_event(ProbeRecordedEvent(label=f"raw-flow-{i}")) for i in range(3)]
 
     rows = wait_for(lambda: (r := list(DeadLetter.objects.filter(queue="task.submitted", deaths__gte=1))) and
-                    len(r) == 4 and r, timeout=60, what="four dead letters archived")
+                    len(r) == 5 and r, timeout=60, what="five dead letters archived")
     wait_for(lambda: all(ProcessedEvent.objects.filter(event_id=e.event_id).exists() for e in flowing),
              timeout=60, what="the events behind them to be processed")
-    wait_for(lambda: queue_depth(DLQ) == 4, timeout=30, what="four messages in the DLQ")
+    wait_for(lambda: queue_depth(DLQ) == 5, timeout=30, what="five messages in the DLQ")
 
     by_body = {bytes(row.body): row for row in rows}
-    assert set(by_body) == {NOT_JSON, PLAIN_JSON, b"plain text, a header but no task", unknown_body}
+    assert set(by_body) == {NOT_JSON, PLAIN_JSON, b"plain text, a header but no task", unknown_body, garbled_body}
     assert by_body[unknown_body].event_id == unknown_id and by_body[unknown_body].event_type == "NoSuchTask"
+    assert by_body[garbled_body].event_id == garbled_id
     for row in rows:
         assert row.reason == "rejected" and row.status == "dead-lettered" and row.event_id
 
     listing = dlq("list")
-    assert any(line.split()[:2] == [DLQ, "4"] for line in listing.splitlines()), listing
+    assert any(line.split()[:3] == [DLQ, "5", "5"] for line in listing.splitlines()), listing
     shown = dlq("show", "--queue", "task.submitted")
     for row in rows:
         assert row.event_id in shown
@@ -278,7 +280,7 @@ def test_bodies_that_are_not_envelopes_land_in_the_dlq_intact_are_archived_and_l
 
     with pytest.raises(CommandError, match="not an event envelope"):
         dlq("replay", "--event-id", by_body[PLAIN_JSON].event_id)
-    assert queue_depth(DLQ) == 4, "a refused replay leaves it where it was"
+    assert queue_depth(DLQ) == 5, "a refused replay leaves it where it was"
 
     # byte for byte, as published (py-amqp hands a body declared utf-8 over as text)
     left = [m.body if isinstance(m.body, bytes) else m.body.encode() for m in drain_queue(DLQ)]
