@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Exchange, Queue, binding
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
@@ -52,6 +53,18 @@ DEAD_LETTER_ARCHIVE_PROCESS = "dead-letters"
 # How many times RabbitMQ hands out the same message (worker crash, requeue) before it
 # dead-letters it. Celery retries publish a fresh copy, so they do not count against it.
 DEFAULT_DELIVERY_LIMIT = 5
+
+# The `.dlq`s and the archive queue hold messages for people and the archiver, who return
+# some of them (a replay or purge takes a `.dlq`'s messages one by one and returns those it
+# does not select; the archiver returns one it could not record while PostgreSQL is down).
+# Those returns must never make RabbitMQ drop a dead letter, so these queues have no
+# delivery limit. How to say "none" depends on the version: RabbitMQ 3.x has no default
+# limit and takes `x-delivery-limit: -1` literally (a message returned once is dropped:
+# measured on 3.10.8), so there the argument is left out; RabbitMQ 4.x defaults to 20 and
+# documents `x-delivery-limit: -1` (a queue argument; a policy cannot set -1 reliably) as
+# "no limit". See `holding_queue_arguments`.
+UNLIMITED_DELIVERIES = -1
+FIRST_VERSION_WITH_A_DEFAULT_DELIVERY_LIMIT = 4
 
 
 @dataclass(frozen=True)
@@ -86,14 +99,31 @@ class WorkQueue:
             queue_arguments=self.arguments,
         )
 
-    def dead_letter_queue(self) -> Queue:
+    def dead_letter_queue(self, broker_major_version: int = 3) -> Queue:
         return Queue(
             self.dead_letter_queue_name,
             exchange=DEAD_LETTER_EXCHANGE,
             routing_key=self.name,
             durable=True,
-            queue_arguments={"x-queue-type": "quorum"},
+            queue_arguments=holding_queue_arguments(broker_major_version),
         )
+
+
+def holding_queue_arguments(broker_major_version: int) -> dict:
+    """The arguments of a queue that must never drop a message however often it is returned."""
+    if broker_major_version >= FIRST_VERSION_WITH_A_DEFAULT_DELIVERY_LIMIT:
+        return {"x-queue-type": "quorum", "x-delivery-limit": UNLIMITED_DELIVERIES}
+    return {"x-queue-type": "quorum"}  # 3.x: no delivery limit unless one is given
+
+
+def broker_major_version(connection: Connection) -> int:
+    """The major version of the RabbitMQ node `connection` is connected to (3 if it does not say)."""
+    version = (getattr(connection.connection, "server_properties", None) or {}).get("version") or b"3"
+    text = version.decode() if isinstance(version, bytes | bytearray) else str(version)
+    try:
+        return int(text.split(".")[0])
+    except ValueError:
+        return 3
 
 
 WORK_QUEUES: tuple[WorkQueue, ...] = (
@@ -148,13 +178,13 @@ def work_queue_of_dead_letter_queue(name: str) -> WorkQueue:
     raise UnknownRoute(f"no dead-letter queue named {name!r}; known: {', '.join(dead_letter_queue_names())}")
 
 
-def dead_letter_archive_queue() -> Queue:
+def dead_letter_archive_queue(broker_major_version: int = 3) -> Queue:
     """The archive queue: bound to the dead-letter exchange with every work queue's key."""
     return Queue(
         DEAD_LETTER_ARCHIVE_QUEUE,
         bindings=[binding(DEAD_LETTER_EXCHANGE, routing_key=queue.name) for queue in WORK_QUEUES],
         durable=True,
-        queue_arguments={"x-queue-type": "quorum"},
+        queue_arguments=holding_queue_arguments(broker_major_version),
     )
 
 
@@ -174,14 +204,24 @@ def celery_queues() -> list[Queue]:
     return [queue.as_kombu_queue() for queue in WORK_QUEUES]
 
 
-def declare_topology(connection: Connection) -> list[str]:
-    """Declare every exchange, queue and binding; idempotent. Returns what it declared.
+@dataclass
+class DeclaredTopology:
+    declared: list[str]
+    # queues that exist with the arguments of an older set-up and could not be brought up to date
+    problems: list[str]
+
+
+def declare_topology(connection: Connection, *, recreate_outdated: bool = False) -> DeclaredTopology:
+    """Declare every exchange, queue and binding; idempotent. Says what it declared.
 
     A worker declares only the queues it consumes, never the dead-letter side, and a
     rejected message whose dead-letter exchange does not exist is dropped silently; so
     this runs before any worker or publisher (`manage.py setup_broker`).
+    `recreate_outdated`: see `_declare_holding_queue`.
     """
-    declared: list[str] = []
+    result = DeclaredTopology(declared=[], problems=[])
+    declared = result.declared
+    version = broker_major_version(connection)
     channel = connection.default_channel
     for exchange in (EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE):
         exchange.bind(channel).declare()
@@ -190,13 +230,69 @@ def declare_topology(connection: Connection) -> list[str]:
     # that hold retried messages until their countdown is over.
     declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum")
     declared.append("exchanges and queues celery_delayed_0..27 (native delayed delivery)")
+    unlimited = "no delivery limit"
     for queue in WORK_QUEUES:
         kombu_queue = queue.as_kombu_queue().bind(channel)
         kombu_queue.declare()
         bind_queue_to_native_delayed_delivery_exchange(connection, kombu_queue)
         declared.append(f"queue {queue.name} (quorum, delivery limit {queue.delivery_limit})")
-        queue.dead_letter_queue().bind(channel).declare()
-        declared.append(f"queue {queue.dead_letter_queue_name} (quorum, dead letters of {queue.name})")
-    dead_letter_archive_queue().bind(channel).declare()
-    declared.append(f"queue {DEAD_LETTER_ARCHIVE_QUEUE} (quorum, a copy of every dead letter for the archiver)")
-    return declared
+        _declare_holding_queue(connection, queue.dead_letter_queue(version), version, result,
+                               f"quorum, {unlimited}, dead letters of {queue.name}", recreate_outdated)
+    _declare_holding_queue(connection, dead_letter_archive_queue(version), version, result,
+                           f"quorum, {unlimited}, a copy of every dead letter for the archiver", recreate_outdated)
+    return result
+
+
+def _declare_holding_queue(connection: Connection, queue: Queue, version: int, result: DeclaredTopology,
+                           description: str, recreate_outdated: bool) -> None:
+    """Declare a `.dlq` or the archive queue; report one declared by an older set-up.
+
+    RabbitMQ refuses (PRECONDITION_FAILED) to redeclare a queue with other arguments, e.g. a
+    `.dlq` declared without a delivery limit before RabbitMQ 4 made 20 the default. Such a
+    queue is kept, bound as the topology says, and reported. With `recreate_outdated` an
+    empty one is deleted and declared again. That is for a quiet moment (workers and the
+    archiver stopped): quorum queues cannot be deleted "only if empty", so a dead letter
+    arriving between the count and the delete would go with the queue.
+    """
+    channel = connection.channel()
+    try:
+        queue.bind(channel).declare()
+        result.declared.append(f"queue {queue.name} ({description})")
+        return
+    except PreconditionFailed:
+        pass  # the broker closed the channel
+    finally:
+        _close_quietly(channel)
+    channel = connection.channel()
+    try:
+        _, messages, consumers = channel.queue_declare(queue.name, passive=True)
+        if recreate_outdated and messages == 0:
+            channel.queue_delete(queue.name)
+            queue.bind(channel).declare()
+            result.declared.append(f"queue {queue.name} ({description}; recreated: it was empty and had the "
+                                   f"arguments of an older set-up)")
+            return
+        bound = queue.bind(channel)
+        for exchange_binding in queue.bindings or [binding(queue.exchange, routing_key=queue.routing_key)]:
+            bound.bind_to(exchange_binding.exchange.name, exchange_binding.routing_key)
+        if messages:
+            advice = (f"it holds {messages} message(s): replay or purge them (manage.py dlq), then run "
+                      f"`setup_broker --recreate-outdated` with the workers and the archiver stopped")
+        else:
+            advice = "it is empty: run `setup_broker --recreate-outdated` with the workers and the archiver stopped"
+        result.problems.append(
+            f"queue {queue.name} has the arguments of an older set-up, not {queue.queue_arguments} "
+            f"(RabbitMQ {version}.x)"
+            + ("; without an explicit delivery limit RabbitMQ 4 drops a dead letter returned 20 times"
+               if version >= FIRST_VERSION_WITH_A_DEFAULT_DELIVERY_LIMIT else "")
+            + f"; {advice}"
+        )
+    finally:
+        _close_quietly(channel)
+
+
+def _close_quietly(channel) -> None:
+    try:
+        channel.close()
+    except Exception:  # already closed by the broker
+        pass

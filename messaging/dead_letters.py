@@ -5,14 +5,27 @@ Where a dead letter lives. RabbitMQ dead-letters a message that its consumer gav
 (`delivery_limit`) to the dead-letter exchange, which copies it to two queues (see
 `fitness.topology`):
 
-* `<queue>.dlq` holds the message itself until an operator replays or purges it. The
-  queue is the source of truth for "what is waiting": a replay moves exactly that message
-  back, body and all, and two operators replaying at once never get the same message.
+* `<queue>.dlq` holds the message itself until an operator replays or purges it: a replay
+  moves exactly that message back, body and all, and two operators replaying at once
+  never get the same message.
 * `dead-letters.archive` is consumed by the archiver (`manage.py archive_dead_letters`),
-  which records each death in PostgreSQL (`DeadLetter`): the history stays searchable in
-  the admin after the message is replayed or purged. The archiver also runs the
-  consumer's dead-letter hook for a `delivery_limit` death: the worker died, so the
-  consumer's own failure handler never ran (ml marks the task `failed`).
+  which records each death in PostgreSQL (`DeadLetter`, with the body byte for byte and
+  the headers): the history stays searchable in the admin after the message is replayed
+  or purged. The archiver also runs the consumer's dead-letter hook for a
+  `delivery_limit` death: the worker died, so the consumer's own failure handler never
+  ran (ml marks the task `failed`).
+
+Browsing reads the history, never the queues. Taking a message from a quorum queue and
+returning it counts as a delivery, and RabbitMQ 4 drops a message delivered more often
+than the queue's delivery limit (20 unless set): browsing a `.dlq` by taking its messages
+would, in time, delete them. So `dlq list`/`show` (and every dry run) read `DeadLetter`
+rows, and replay and purge choose there and then take exactly the chosen messages from
+the `.dlq`, returning the others with `basic.nack`. The `.dlqs` and the archive queue
+have no delivery limit either (see `fitness.topology`).
+
+A message that is not an event envelope (no envelope, no Celery task id: a body published
+by hand) is named by `body_id`, derived from its bytes, in both copies; it is shown as it
+is and never replayed (there is no event to publish).
 
 Why the error is in PostgreSQL. Celery rejects a failed message with `basic.reject`, which
 cannot carry a reason; the consumer records its exception (`consumer_failure_record`,
@@ -25,23 +38,27 @@ routing key = its work queue, persistent, mandatory, publisher confirm) as a fre
 message whose retry count is 0, and acknowledged in the `.dlq` only after RabbitMQ
 confirmed the new copy. A crash in between leaves the dead letter in the `.dlq` (RabbitMQ
 returns unacknowledged messages) and at worst the event published twice, which consumers
-skip by `event_id` (`ProcessedEvent`). Messages not selected are returned untouched.
+skip by `event_id` (`ProcessedEvent`). Messages not selected are returned untouched, and a
+sweep stops once it holds every message it was sent for.
 
 Every function here is what `manage.py dlq` and the admin's "Replay selected" call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from amqp import spec as amqp_spec
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Max, Min
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -74,10 +91,10 @@ class Death:
 
 @dataclass
 class DeadLetterMessage:
-    """A dead letter as found in a `.dlq` (or in the archive queue)."""
+    """A dead letter as found in a `.dlq` (or in the archive queue, or in its history)."""
 
     queue: str  # the work queue it died in
-    event_id: str
+    event_id: str  # the envelope's event_id, else the Celery task id, else `body_id(raw_body)`
     event_type: str
     envelope: dict | None  # the event envelope; None when the body is not one
     body: Any  # the decoded message body
@@ -90,6 +107,9 @@ class DeadLetterMessage:
     replays: int = 0  # how often it had been replayed before this death
     delivery_tag: int | None = None
     record: DeadLetter | None = None  # its history in PostgreSQL, when joined
+    raw_body: bytes | None = None  # the body byte for byte, when known
+    content_type: str = ""
+    content_encoding: str = ""
 
     @property
     def replayable(self) -> bool:
@@ -99,6 +119,10 @@ class DeadLetterMessage:
     def error(self) -> str:
         return self.record.error if self.record else ""
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.queue, self.event_id)
+
 
 def parse_deaths(headers: dict) -> list[Death]:
     deaths = []
@@ -106,6 +130,11 @@ def parse_deaths(headers: dict) -> list[Death]:
         if not isinstance(entry, dict):
             continue
         when = entry.get("time")
+        if isinstance(when, str):  # as the history keeps headers (JSON)
+            try:
+                when = datetime.fromisoformat(when)
+            except ValueError:
+                when = None
         if isinstance(when, datetime) and when.tzinfo is None:
             when = when.replace(tzinfo=UTC)  # AMQP timestamps are UTC seconds
         deaths.append(Death(
@@ -136,7 +165,22 @@ def envelope_of(body: Any) -> dict | None:
     return candidate
 
 
-def parse_dead_letter(queue: str, headers: dict | None, body: Any, *, delivery_tag: int | None = None
+# The namespace of the ids of dead letters that carry none (not an envelope, no task id).
+BODY_ID_NAMESPACE = uuid.UUID("5f0c7c1e-3b8e-4d2a-9a57-6d0f1c2b4e10")
+
+
+def body_id(raw: bytes) -> str:
+    """The id of a dead letter that has none: a UUID derived from its body's SHA-256.
+
+    Both copies of a dead letter (the `.dlq`'s and the archive's) and every redelivery of
+    them get the same id, so the history and `manage.py dlq --event-id` can name it. Two
+    messages with the same body are the same dead letter, twice (two deaths of one row).
+    """
+    return str(uuid.uuid5(BODY_ID_NAMESPACE, hashlib.sha256(raw).hexdigest()))
+
+
+def parse_dead_letter(queue: str, headers: dict | None, body: Any, *, delivery_tag: int | None = None,
+                      raw_body: bytes | None = None, content_type: str = "", content_encoding: str = ""
                       ) -> DeadLetterMessage:
     """Describe a dead letter of work queue `queue` from its headers and decoded body."""
     headers = dict(headers or {})
@@ -153,6 +197,8 @@ def parse_dead_letter(queue: str, headers: dict | None, body: Any, *, delivery_t
         attempts = int(headers.get("retries") or 0) + 1
     times = [d.time for d in deaths if d.time is not None]
     event_id = str(envelope["event_id"]) if envelope else str(headers.get("id") or "")
+    if not event_id:
+        event_id = body_id(raw_body if raw_body is not None else json.dumps(body, sort_keys=True).encode())
     return DeadLetterMessage(
         queue=queue,
         event_id=event_id.lower(),
@@ -167,7 +213,57 @@ def parse_dead_letter(queue: str, headers: dict | None, body: Any, *, delivery_t
         first_failed_at=min(times) if times else None,
         replays=int(headers.get(REPLAY_HEADER) or 0),
         delivery_tag=delivery_tag,
+        raw_body=raw_body,
+        content_type=content_type or "",
+        content_encoding=content_encoding or "",
     )
+
+
+def parse_raw_dead_letter(queue: str, headers: dict | None, raw: bytes | str, content_type: str | None,
+                          content_encoding: str | None = None, *, delivery_tag: int | None = None
+                          ) -> DeadLetterMessage:
+    """Describe a dead letter from the message as RabbitMQ delivers it (body as bytes)."""
+    raw_bytes = raw.encode() if isinstance(raw, str) else bytes(raw)
+    return parse_dead_letter(
+        queue, headers, decode_body(raw_bytes, content_type), delivery_tag=delivery_tag, raw_body=raw_bytes,
+        content_type=content_type or "", content_encoding=content_encoding or "",
+    )
+
+
+def jsonable_headers(value: Any) -> Any:
+    """AMQP headers as JSON can keep them: timestamps as ISO-8601, bytes as text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable_headers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable_headers(v) for v in value]
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")  # jsonb cannot hold NUL
+    if value is None or isinstance(value, int | float | bool):
+        return value
+    return str(value)
+
+
+def dead_letter_of_record(row: DeadLetter) -> DeadLetterMessage:
+    """A dead letter as its history in PostgreSQL describes it (its latest death)."""
+    if row.body is not None:
+        message = parse_raw_dead_letter(row.queue, row.headers, bytes(row.body), row.content_type,
+                                        row.content_encoding)
+    else:  # recorded before bodies were kept: the envelope (or body) is all there is
+        body = [[], {"event": row.envelope}, {}] if envelope_of([[], {"event": row.envelope}]) else row.envelope
+        message = parse_dead_letter(row.queue, row.headers, body)
+    message.event_id = row.event_id
+    message.event_type = row.event_type or message.event_type
+    message.reason = row.reason or message.reason
+    message.attempts = row.attempts or message.attempts
+    message.deaths = row.deaths
+    message.dead_at = row.last_dead_at or message.dead_at
+    message.first_failed_at = message.first_failed_at or row.first_dead_at
+    message.record = row
+    return message
 
 
 # --- choosing dead letters -------------------------------------------------------------------
@@ -227,85 +323,123 @@ def _message_count(channel: Any, name: str) -> int:
     return count
 
 
+def return_to_queue(channel: Any, delivery_tag: int) -> None:
+    """Give a message back to its queue untouched: basic.nack with requeue.
+
+    Not basic.reject: from RabbitMQ 4.3 a nack does not count as a failed delivery of a
+    quorum queue's message, a reject does. (The `.dlq`s and the archive queue have no
+    delivery limit anyway; see fitness.topology.) py-amqp has no basic_nack, so the
+    method frame is sent as it is: delivery tag, multiple=False, requeue=True.
+    """
+    channel.send_method(amqp_spec.Basic.Nack, "Lbb", (delivery_tag, False, True))
+
+
 Decision = Callable[[DeadLetterMessage], bool]  # True: acknowledge (remove it); False: return it
 
 
-def _sweep(work_queue: topology.WorkQueue, decide: Decision, *, limit: int | None = None) -> None:
-    """Take the dead letters of `work_queue` one by one and let `decide` handle each.
+def _take(work_queue: topology.WorkQueue, wanted: dict[tuple[str, str], int], decide: Decision) -> set:
+    """Take the dead letters `wanted` (key -> copies expected) out of `work_queue`'s `.dlq`.
 
-    Messages `decide` keeps are held unacknowledged until the sweep ends (so none is seen
-    twice) and then returned to the `.dlq`; so is every message still held when anything
-    fails, including `decide` itself. `limit` bounds how many messages are looked at.
+    Messages are taken one by one (the only way AMQP offers); each wanted one goes to
+    `decide`, the others are held unacknowledged until the end (so none is seen twice) and
+    then returned untouched, as is every message still held when anything fails. The sweep
+    stops as soon as every wanted copy was seen, so a replay of one dead letter takes only
+    the messages in front of it. Returns the keys found.
     """
     dlq = work_queue.dead_letter_queue_name
+    remaining = dict(wanted)
+    found: set = set()
     with _broker_channel() as channel:
-        _message_count(channel, dlq)
-        kept: list[int] = []
+        waiting = _message_count(channel, dlq)
+        held: list[int] = []
         try:
-            seen = 0
-            while limit is None or seen < limit:
+            for _ in range(waiting):
+                if not remaining:
+                    break
                 raw = channel.basic_get(dlq, no_ack=False)
                 if raw is None:
                     break
-                seen += 1
-                message = parse_dead_letter(
-                    work_queue.name, raw.headers, decode_body(raw.body, raw.properties.get("content_type")),
-                    delivery_tag=raw.delivery_tag,
+                held.append(raw.delivery_tag)
+                message = parse_raw_dead_letter(
+                    work_queue.name, raw.headers, raw.body, raw.properties.get("content_type"),
+                    raw.properties.get("content_encoding"), delivery_tag=raw.delivery_tag,
                 )
-                if decide(message):
-                    channel.basic_ack(raw.delivery_tag)
+                if message.key not in wanted:
+                    continue
+                found.add(message.key)
+                if remaining.get(message.key, 0) > 1:
+                    remaining[message.key] -= 1
                 else:
-                    kept.append(raw.delivery_tag)
+                    remaining.pop(message.key, None)
+                if decide(message):
+                    held.remove(raw.delivery_tag)
+                    channel.basic_ack(raw.delivery_tag)
         finally:
-            for tag in kept:
-                channel.basic_reject(tag, requeue=True)
+            for tag in held:
+                return_to_queue(channel, tag)
+    return found
 
 
+# --- browsing: from the history in PostgreSQL, never from the queues ----------------------
+# Taking a message from a quorum queue and returning it counts as a delivery; RabbitMQ 4
+# drops a message delivered more than its delivery limit (20 by default). So `dlq list` and
+# `dlq show` read the history the archiver writes (body, headers, error, deaths: everything
+# they display), and ask RabbitMQ only how many messages each `.dlq` holds (a passive
+# declare, which delivers nothing). A dead letter the archiver has not recorded yet shows
+# in that count only.
 @dataclass(frozen=True)
 class QueueSummary:
     queue: str  # the `.dlq`
     work_queue: str
-    count: int
+    count: int  # messages in the .dlq, as RabbitMQ counts them
+    recorded: int  # dead letters the history holds as still in the .dlq
     oldest: datetime | None
     newest: datetime | None
 
 
-def dead_letter_summaries(*, selection: Selection | None = None, browse_limit: int = 10_000) -> list[QueueSummary]:
+def _waiting_records(selection: Selection):
+    rows = DeadLetter.objects.still_dead_lettered().filter(deaths__gt=0)
+    rows = rows.filter(queue__in=[q.name for q in selection.work_queues()])
+    if selection.event_ids:
+        rows = rows.filter(event_id__in=selection.event_ids)
+    if selection.event_types:
+        rows = rows.filter(event_type__in=selection.event_types)
+    if selection.only is not None:
+        rows = rows.filter(event_id__in={event_id for _, event_id in selection.only})
+    return rows
+
+
+def dead_letter_summaries(*, selection: Selection | None = None) -> list[QueueSummary]:
     """Per dead-letter queue: how many messages wait, and when the oldest and newest died."""
     selection = selection or Selection()
     summaries = []
+    with _broker_channel() as channel:
+        counts = {q.name: _message_count(channel, q.dead_letter_queue_name) for q in selection.work_queues()}
+    stats = {
+        row["queue"]: row
+        for row in _waiting_records(selection).values("queue").annotate(
+            recorded=Count("id"), oldest=Min("last_dead_at"), newest=Max("last_dead_at"))
+    }
     for work_queue in selection.work_queues():
-        times: list[datetime] = []
-        with _broker_channel() as channel:
-            count = _message_count(channel, work_queue.dead_letter_queue_name)
-
-        def note(message: DeadLetterMessage, times=times) -> bool:
-            if message.dead_at:
-                times.append(message.dead_at)
-            return False
-
-        if count:
-            _sweep(work_queue, note, limit=browse_limit)
+        recorded = stats.get(work_queue.name, {})
         summaries.append(QueueSummary(
-            queue=work_queue.dead_letter_queue_name, work_queue=work_queue.name, count=count,
-            oldest=min(times) if times else None, newest=max(times) if times else None,
+            queue=work_queue.dead_letter_queue_name, work_queue=work_queue.name, count=counts[work_queue.name],
+            recorded=recorded.get("recorded", 0), oldest=recorded.get("oldest"), newest=recorded.get("newest"),
         ))
     return summaries
 
 
 def dead_letters_browse(*, selection: Selection | None = None, limit: int = 1000) -> list[DeadLetterMessage]:
-    """The dead letters that match, left where they are, joined with their PostgreSQL history."""
+    """The dead letters that match and are still in their `.dlq`, from their history."""
     selection = selection or Selection()
     now = timezone.now()
     found: list[DeadLetterMessage] = []
-    for work_queue in selection.work_queues():
-        def pick(message: DeadLetterMessage) -> bool:
-            if selection.matches(message, now) and len(found) < limit:
-                found.append(message)
-            return False
-
-        _sweep(work_queue, pick)
-    _join_records(found)
+    for row in _waiting_records(selection).order_by("last_dead_at", "id").iterator():
+        message = dead_letter_of_record(row)
+        if selection.matches(message, now):
+            found.append(message)
+            if len(found) >= limit:
+                break
     return found
 
 
@@ -318,7 +452,7 @@ def _join_records(messages: list[DeadLetterMessage]) -> None:
         message.record = by_key.get((message.queue, message.event_id))
 
 
-# --- replay -----------------------------------------------------------------------------------
+# --- replay and purge: chosen in the history, taken from the .dlq --------------------------
 @dataclass
 class Outcome:
     message: DeadLetterMessage
@@ -339,77 +473,105 @@ class OperationReport:
         return sum(1 for outcome in self.outcomes if outcome.action.startswith("skipped"))
 
 
+NOT_AN_ENVELOPE = "skipped: not an event envelope, nothing to publish (see `dlq show`, then purge it)"
+
+
+def _copies_waiting(message: DeadLetterMessage) -> int:
+    row = message.record
+    return max(1, row.deaths - row.replays - row.purges) if row else 1
+
+
+def _operate(selection: Selection, wanted: list[DeadLetterMessage], decide: Decision, report: OperationReport
+             ) -> None:
+    """Take each of `wanted` (chosen in the history) from its `.dlq` and let `decide` handle it."""
+    found: set = set()
+    try:
+        for work_queue in selection.work_queues():
+            mine = {m.key: _copies_waiting(m) for m in wanted if m.queue == work_queue.name}
+            if mine:
+                found |= _take(work_queue, mine, decide)
+    except BrokerUnavailable as exc:
+        report.error = str(exc)
+    if not report.error:
+        # recorded as waiting, but no longer in its .dlq (removed by other means than `dlq`)
+        report.not_found += [m.event_id for m in wanted if m.key not in found]
+
+
+def _not_asked_for(selection: Selection, report: OperationReport, chosen: list[DeadLetterMessage]) -> None:
+    report.not_found = sorted(set(report.not_found) | (selection.event_ids - {m.event_id for m in chosen}))
+
+
 def dead_letters_replay(
     *, selection: Selection, dry_run: bool = False, replayed_by: str = "", limit: int | None = None
 ) -> OperationReport:
     """Publish the selected dead letters to their work queues again, each exactly once.
 
-    A message is acknowledged in its `.dlq` only after RabbitMQ confirmed the new copy.
-    A second copy of an event already replayed in this run is dropped (it is the same
-    event). A body that is not an event envelope cannot be replayed and stays. If RabbitMQ
-    refuses a publish, the replay stops there and says so in `error`.
+    The dead letters are chosen in the history (what `dlq show` shows), then taken from
+    their `.dlq`: a message is acknowledged there only after RabbitMQ confirmed the new
+    copy. A second copy of an event already replayed in this run is dropped (it is the same
+    event). A body that is not an event envelope cannot be replayed: it is not touched, and
+    reported as skipped. If RabbitMQ refuses a publish, the replay stops there and says so
+    in `error`.
     """
     report = OperationReport()
-    replayed: set[tuple[str, str]] = set()
+    chosen = dead_letters_browse(selection=selection, limit=limit if limit is not None else 1_000_000)
+    replayable = []
     now = timezone.now()
+    for message in chosen:
+        if not message.replayable:
+            report.outcomes.append(Outcome(message, NOT_AN_ENVELOPE))
+        elif too_old := replay_refusal(message.envelope, now=now):  # its dedup record may be pruned
+            report.outcomes.append(Outcome(message, too_old))
+        else:
+            replayable.append(message)
+    if dry_run:
+        report.outcomes += [Outcome(message, "would replay") for message in replayable]
+        _not_asked_for(selection, report, chosen)
+        return report
+    replayed: set[tuple[str, str]] = set()
 
     def replay(message: DeadLetterMessage) -> bool:
-        if not selection.matches(message, now) or (limit is not None and len(report.outcomes) >= limit):
+        if message.key in replayed:
+            report.outcomes.append(Outcome(message, "duplicate dropped"))
+            return True
+        if message.envelope is None:  # the history said it was an envelope; the queue's copy is not
+            report.outcomes.append(Outcome(message, NOT_AN_ENVELOPE))
             return False
-        key = (message.queue, message.event_id)
-        if not message.replayable:
-            report.outcomes.append(Outcome(message, "skipped: not an event envelope (purge it)"))
-            return False
-        too_old = replay_refusal(message.envelope, now=now)  # its dedup record may be pruned
-        if too_old:
-            report.outcomes.append(Outcome(message, too_old))
-            return False
-        if key in replayed:
-            report.outcomes.append(Outcome(message, "would drop (duplicate)" if dry_run else "duplicate dropped"))
-            return not dry_run
-        replayed.add(key)
-        if dry_run:
-            report.outcomes.append(Outcome(message, "would replay"))
-            return False
+        replayed.add(message.key)
         publish_envelope(message.queue, message.envelope, headers={REPLAY_HEADER: message.replays + 1})
         metrics.event_published(message.event_type or "unknown", via="replay")
         report.outcomes.append(Outcome(message, "replayed"))
         return True  # acknowledged only now: RabbitMQ has confirmed the new copy
 
-    try:
-        for work_queue in selection.work_queues():
-            _sweep(work_queue, replay)
-    except BrokerUnavailable as exc:
-        report.error = str(exc)
-    if not dry_run:
-        for outcome in report.outcomes:
-            if outcome.action == "replayed":
-                _record_outcome(outcome.message, replayed_by=replayed_by or "unknown")
-    report.not_found = sorted(selection.event_ids - {o.message.event_id for o in report.outcomes})
+    _operate(selection, replayable, replay, report)
+    for outcome in report.outcomes:
+        if outcome.action == "replayed":
+            _record_outcome(outcome.message, replayed_by=replayed_by or "unknown")
+    _not_asked_for(selection, report, chosen)
     _join_records([o.message for o in report.outcomes])
     return report
 
 
 def dead_letters_purge(*, selection: Selection, dry_run: bool = False, purged_by: str = "") -> OperationReport:
-    """Delete the selected dead letters from their `.dlq`s; their history stays in PostgreSQL."""
+    """Delete the selected dead letters from their `.dlq`s; their history stays in PostgreSQL.
+
+    Chosen in the history like a replay; a dry run touches no queue.
+    """
     report = OperationReport()
-    now = timezone.now()
+    chosen = dead_letters_browse(selection=selection, limit=1_000_000)
+    if dry_run:
+        report.outcomes = [Outcome(message, "would purge") for message in chosen]
+        _not_asked_for(selection, report, chosen)
+        return report
 
     def purge(message: DeadLetterMessage) -> bool:
-        if not selection.matches(message, now):
-            return False
-        report.outcomes.append(Outcome(message, "would purge" if dry_run else "purged"))
-        return not dry_run
+        report.outcomes.append(Outcome(message, "purged"))
+        return True
 
-    try:
-        for work_queue in selection.work_queues():
-            _sweep(work_queue, purge)
-    except BrokerUnavailable as exc:
-        report.error = str(exc)
-    if not dry_run:
-        for outcome in report.outcomes:
-            _record_outcome(outcome.message, purged_by=purged_by or "unknown")
-    report.not_found = sorted(selection.event_ids - {o.message.event_id for o in report.outcomes})
+    _operate(selection, chosen, purge, report)
+    for outcome in report.outcomes:
+        _record_outcome(outcome.message, purged_by=purged_by or "unknown")
+    _not_asked_for(selection, report, chosen)
     _join_records([o.message for o in report.outcomes])
     return report
 
@@ -422,6 +584,18 @@ def _row_defaults(message: DeadLetterMessage) -> dict:
         "attempts": message.attempts,
         "first_dead_at": message.dead_at,
         "last_dead_at": message.dead_at,
+        **_message_fields(message),
+    }
+
+
+def _message_fields(message: DeadLetterMessage) -> dict:
+    """The message itself, as the history keeps it (what `dlq show` displays)."""
+    raw = message.raw_body if message.raw_body is not None else json.dumps(message.body).encode()
+    return {
+        "body": raw,
+        "content_type": message.content_type[:100],
+        "content_encoding": message.content_encoding[:50],
+        "headers": jsonable_headers(message.headers),
     }
 
 
@@ -448,11 +622,12 @@ def _record_outcome(message: DeadLetterMessage, *, replayed_by: str = "", purged
 
 
 def _jsonable(value: Any) -> Any:
+    """`value` as a JSON column can hold it (PostgreSQL's jsonb refuses the character NUL)."""
     try:
-        json.dumps(value)
+        text = json.dumps(value)
     except (TypeError, ValueError):
-        return repr(value)
-    return value
+        return repr(value).replace("\x00", "\ufffd")
+    return json.loads(text.replace("\\u0000", "\\ufffd")) if "\\u0000" in text else value
 
 
 # --- the consumer's and the archiver's records -----------------------------------------------
@@ -513,6 +688,8 @@ def dead_letter_archive(message: DeadLetterMessage) -> ArchiveResult:
             row.envelope = message.envelope if message.envelope is not None else _jsonable(message.body)
         row.reason = message.reason
         row.attempts = message.attempts
+        for name, value in _message_fields(message).items():
+            setattr(row, name, value)
         dead_at = message.dead_at or timezone.now()
         row.first_dead_at = min(row.first_dead_at or dead_at, dead_at)
         row.last_dead_at = max(row.last_dead_at or dead_at, dead_at)

@@ -1,3 +1,4 @@
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 
@@ -107,7 +108,8 @@ class DeadLetter(models.Model):
     consumer when it gives up (`error`) and by the dead-letter archiver when the copy of
     the dead letter arrives (`envelope`, `reason`, `deaths`, times), and updated by replays
     and purges. One row per (queue, event): an event replayed and dead-lettered again
-    counts another death on the same row.
+    counts another death on the same row. A message that is not an event envelope (no
+    event id) is keyed by an id derived from its body (`messaging.dead_letters.body_id`).
     """
 
     queue = models.CharField(max_length=100, help_text="The work queue the event died in.")
@@ -116,6 +118,15 @@ class DeadLetter(models.Model):
     consumer = models.CharField(max_length=200, blank=True)
     envelope = models.JSONField(
         null=True, blank=True, help_text="The event as it was dead-lettered (the message body if not an envelope)."
+    )
+    # The message itself as its latest death left it, byte for byte: what `manage.py dlq
+    # show` displays (it browses this history, never the `.dlq`, so browsing redelivers nothing).
+    body = models.BinaryField(null=True, blank=True, help_text="The message body, exactly as dead-lettered.")
+    content_type = models.CharField(max_length=100, blank=True)
+    content_encoding = models.CharField(max_length=50, blank=True)
+    headers = models.JSONField(
+        null=True, blank=True, encoder=DjangoJSONEncoder,
+        help_text="The message's AMQP headers at its latest death (x-death: RabbitMQ's record of its deaths).",
     )
     reason = models.CharField(
         max_length=50, blank=True,

@@ -175,6 +175,8 @@ def test_rabbitmq_has_three_nodes_and_postgres_a_cnpg_cluster():
     assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1"
     assert rabbit["spec"]["replicas"] == 3
     assert "consumer_timeout" in rabbit["spec"]["rabbitmq"]["additionalConfig"]
+    # pinned: the major version decides how setup_broker declares the dead-letter queues
+    assert re.fullmatch(r"rabbitmq:4\.\d+\.\d+-management", rabbit["spec"]["image"])
     (database,) = of_kind("Cluster").values()
     assert database["apiVersion"] == "postgresql.cnpg.io/v1"
     assert database["spec"]["bootstrap"]["initdb"]["database"] == "fitness"

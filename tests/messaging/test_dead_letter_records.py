@@ -142,3 +142,33 @@ def test_the_status_of_a_purged_dead_letter():
     row = DeadLetter(queue="q", event_id=str(uuid.uuid4()), deaths=1, purges=1, purged_at=datetime.now(UTC))
 
     assert row.status == "purged"
+
+
+def test_a_message_without_an_id_is_named_by_its_body_and_kept_byte_for_byte():
+    from messaging.dead_letters import body_id, dead_letter_of_record, parse_raw_dead_letter
+
+    raw = b"\xff\x00 not an envelope"
+    headers = {"x-death": [{"count": 1, "reason": "rejected", "queue": "task.submitted", "time": DIED}]}
+
+    first = dead_letter_archive(parse_raw_dead_letter("task.submitted", headers, raw, None))
+    again = dead_letter_archive(parse_raw_dead_letter("task.submitted", headers, raw, None))  # redelivered
+
+    row = DeadLetter.objects.get(event_id=body_id(raw))
+    assert (first.new_death, again.new_death, row.deaths) == (True, False, 1)
+    assert bytes(row.body) == raw and row.headers["x-death"][0]["time"] == "2026-11-26T11:27:51+00:00"
+    shown = dead_letter_of_record(row)
+    assert (shown.raw_body, shown.event_id, shown.replayable, shown.reason) == (raw, row.event_id, False, "rejected")
+    assert shown.dead_at == DIED.replace(tzinfo=UTC)
+
+
+def test_the_history_shows_an_event_as_the_queue_would():
+    from messaging.dead_letters import dead_letter_of_record
+
+    envelope = task_event()
+    dead_letter_archive(dead_letter(envelope, retries=3))
+
+    shown = dead_letter_of_record(DeadLetter.objects.get(event_id=envelope["event_id"]))
+
+    assert (shown.envelope, shown.replayable, shown.attempts, shown.event_type) == (
+        envelope, True, 4, "TaskSubmittedEvent")
+    assert shown.first_failed_at == datetime(2026, 11, 26, 11, 27, 44, tzinfo=UTC)

@@ -1,6 +1,7 @@
 """Dead letters end to end: a real worker, the archiver, and `manage.py dlq` on a vhost of their own."""
 
 import io
+import json
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,14 +9,23 @@ from types import SimpleNamespace
 import pytest
 from django.core.management import CommandError, call_command
 
+from fitness.celery import app as celery_app
 from messaging import dead_letters
 from messaging.errors import BrokerUnavailable
 from messaging.models import DeadLetter, ProcessedEvent
 from messaging.outbox import publish_event
 from tests.observability.scrape import scrape
-from tests.probe.events import ProbeFixableEvent
+from tests.probe.events import ProbeFixableEvent, ProbeRecordedEvent
 from tests.probe.models import ProbeEffect
-from tests.support import WorkerProcess, dead_letter_archiver, own_vhost, queue_depth, wait_for
+from tests.support import (
+    WorkerProcess,
+    broker_connection,
+    dead_letter_archiver,
+    drain_queue,
+    own_vhost,
+    queue_depth,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,6 +139,7 @@ def test_a_replay_of_a_still_broken_handler_dies_again_and_the_history_counts_bo
 
 
 def test_purge_removes_what_it_showed_and_keeps_the_history(stack, fixable):
+    drain_queue(DLQ)  # what earlier tests left (their history went with their transactions)
     events = fixable.publish("purge-1", "purge-2")
     archived(events)
     wait_for(lambda: queue_depth(DLQ) >= 2, what="the dead letters")
@@ -174,6 +185,106 @@ def test_a_replay_interrupted_by_a_broker_failure_loses_nothing_and_can_be_run_a
     assert queue_depth(DLQ) == 0
     for event in events:
         assert ProbeEffect.objects.filter(event_id=event.event_id, label__startswith="midway-").count() == 1
+
+
+def delivery_count_in_dlq(event_id: str) -> int | None:
+    """The x-delivery-count of the event's message in the DLQ (None: not there); all left in place."""
+    with broker_connection() as connection:
+        channel = connection.channel()
+        try:
+            while (message := channel.basic_get(DLQ, no_ack=False)) is not None:
+                if message.headers.get("id") == event_id:
+                    return int(message.headers.get("x-delivery-count") or 0)
+            return None
+        finally:
+            channel.close()  # returns every message taken: this look is the only delivery
+
+
+def test_browsing_the_dead_letters_25_times_delivers_none_of_them(stack, fixable):
+    (event,) = fixable.publish("browsed")
+    archived([event])
+    wait_for(lambda: queue_depth(DLQ) >= 1, what="the dead letter")
+
+    waiting = str(queue_depth(DLQ))
+    for _ in range(25):
+        assert any(line.split()[:2] == [DLQ, waiting] for line in dlq("list").splitlines())
+        assert str(event.event_id) in dlq("show", "--queue", "task.submitted")
+        assert '"label": "browsed"' in dlq("show", "--event-id", str(event.event_id))
+
+    # RabbitMQ 4 drops a message whose delivery count passes its limit (20 by default)
+    assert delivery_count_in_dlq(str(event.event_id)) == 0
+    # and a replay or purge takes only the messages in front of the one it wants
+    assert "purged 1 dead letter(s)" in dlq("purge", "--event-id", str(event.event_id), "--yes")
+    assert delivery_count_in_dlq(str(event.event_id)) is None
+
+
+# --- messages that are not event envelopes ----------------------------------------------------
+NOT_JSON = b"\xffnot json at all\x00, published by hand"
+PLAIN_JSON = b'{"order": 17, "note": "no Celery headers"}'
+
+
+def publish_raw(body: bytes, *, content_type: str | None = None, headers: dict | None = None) -> None:
+    """Publish as a person or a foreign system would: no Celery envelope, just bytes."""
+    with broker_connection() as connection:
+        channel = connection.default_channel
+        message = channel.prepare_message(body, content_type=content_type, headers=headers or {},
+                                          properties={"delivery_mode": 2})
+        channel.basic_publish(message, exchange="fitness.events", routing_key="task.submitted")
+
+
+def celery_message(task: str, raw: bytes | None = None) -> tuple[bytes, str]:
+    """A Celery message for `task`: well formed, or with the body `raw`."""
+    task_id = str(uuid.uuid4())
+    headers, properties, body, _ = celery_app.amqp.as_task_v2(task_id, task, kwargs={"x": 1})
+    raw = raw if raw is not None else json.dumps(body).encode()
+    with broker_connection() as connection:
+        channel = connection.default_channel
+        message = channel.prepare_message(raw, content_type="application/json", content_encoding="utf-8",
+                                          headers=headers, properties={"delivery_mode": 2})
+        channel.basic_publish(message, exchange="fitness.events", routing_key="task.submitted")
+    return raw, task_id
+
+
+def test_bodies_that_are_not_envelopes_land_in_the_dlq_intact_are_archived_and_listed(stack, route_events):
+    """Published by hand (the management UI's "Publish message") or by a foreign system."""
+    drain_queue(DLQ)  # what earlier tests left: its count is exact from here on
+    publish_raw(NOT_JSON)
+    publish_raw(PLAIN_JSON, content_type="application/json")
+    publish_raw(b"plain text, a header but no task", content_type="text/plain", headers={"source": "ops"})
+    unknown_body, unknown_id = celery_message("NoSuchTask")  # a task no worker has
+    garbled_body, garbled_id = celery_message("ProbeRecordedEvent", b"[garbled")  # a known task, a broken body
+    flowing = [publish_event(ProbeRecordedEvent(label=f"raw-flow-{i}")) for i in range(3)]
+
+    rows = wait_for(lambda: (r := list(DeadLetter.objects.filter(queue="task.submitted", deaths__gte=1))) and
+                    len(r) == 5 and r, timeout=60, what="five dead letters archived")
+    wait_for(lambda: all(ProcessedEvent.objects.filter(event_id=e.event_id).exists() for e in flowing),
+             timeout=60, what="the events behind them to be processed")
+    wait_for(lambda: queue_depth(DLQ) == 5, timeout=30, what="five messages in the DLQ")
+
+    by_body = {bytes(row.body): row for row in rows}
+    assert set(by_body) == {NOT_JSON, PLAIN_JSON, b"plain text, a header but no task", unknown_body, garbled_body}
+    assert by_body[unknown_body].event_id == unknown_id and by_body[unknown_body].event_type == "NoSuchTask"
+    assert by_body[garbled_body].event_id == garbled_id
+    for row in rows:
+        assert row.reason == "rejected" and row.status == "dead-lettered" and row.event_id
+
+    listing = dlq("list")
+    assert any(line.split()[:3] == [DLQ, "5", "5"] for line in listing.splitlines()), listing
+    shown = dlq("show", "--queue", "task.submitted")
+    for row in rows:
+        assert row.event_id in shown
+    detail = dlq("show", "--event-id", by_body[PLAIN_JSON].event_id)
+    assert '"order": 17' in detail and "not an event envelope" in detail
+    detail = dlq("show", "--event-id", by_body[NOT_JSON].event_id)
+    assert "not json at all" in detail
+
+    with pytest.raises(CommandError, match="not an event envelope"):
+        dlq("replay", "--event-id", by_body[PLAIN_JSON].event_id)
+    assert queue_depth(DLQ) == 5, "a refused replay leaves it where it was"
+
+    # byte for byte, as published (py-amqp hands a body declared utf-8 over as text)
+    left = [m.body if isinstance(m.body, bytes) else m.body.encode() for m in drain_queue(DLQ)]
+    assert sorted(left) == sorted(by_body)
 
 
 def test_dlq_says_in_one_line_what_is_wrong_with_its_input(stack):

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from fitness import topology
+from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +94,57 @@ def test_every_dead_letter_is_also_routed_to_the_archive_queue(broker_vhost):
     for work in topology.WORK_QUEUES:
         assert ("fitness.dead-letter", f"{work.name}.dlq", work.name) in bindings
         assert ("fitness.dead-letter", topology.DEAD_LETTER_ARCHIVE_QUEUE, work.name) in bindings
+
+
+def test_dead_letter_and_archive_queues_have_no_delivery_limit_on_either_major_version(broker_vhost):
+    # 3.x: none unless given (and -1 would mean "drop on the first return"); 4.x: -1 says none
+    assert topology.holding_queue_arguments(3) == {"x-queue-type": "quorum"}
+    assert topology.holding_queue_arguments(4) == {"x-queue-type": "quorum", "x-delivery-limit": -1}
+    queues = list_queues(broker_vhost)  # this broker is 3.10
+    for name in [*topology.dead_letter_queue_names(), topology.DEAD_LETTER_ARCHIVE_QUEUE]:
+        assert queues[name]["arguments"] == {"x-queue-type": "quorum"}, name
+
+
+def test_after_an_upgrade_to_rabbitmq_4_setup_broker_reports_old_dead_letter_queues_and_recreates_empty_ones(
+    monkeypatch, capsys
+):
+    from tests.support import broker_connection, own_vhost, queue_depth
+
+    with own_vhost("upgrade") as url:
+        vhost = url.rsplit("/", 1)[1]
+        with broker_connection() as connection:
+            connection.ensure_connection(max_retries=10)  # a new vhost can be slow to answer
+            channel = connection.default_channel
+            channel.basic_publish(channel.prepare_message(b"kept"), exchange="", routing_key="equipment.fault.dlq")
+        capsys.readouterr()
+        # RabbitMQ is now 4.x: the queues the 3.x set-up declared lack the explicit unlimited limit
+        monkeypatch.setattr(topology, "broker_major_version", lambda connection: 4)
+        holding = [*topology.dead_letter_queue_names(), topology.DEAD_LETTER_ARCHIVE_QUEUE]
+
+        call_command("setup_broker")  # no crash: every old queue kept, reported in one line each
+
+        captured = capsys.readouterr()
+        assert "RabbitMQ topology ready" in captured.out and "(6 not up to date, see above)" in captured.out
+        problems = [line for line in captured.err.splitlines() if "not up to date" in line]
+        assert len(problems) == len(holding) and all("drops a dead letter returned 20 times" in p for p in problems)
+        assert any("equipment.fault.dlq" in p and "holds 1 message(s): replay or purge them" in p for p in problems)
+
+        call_command("setup_broker", "--recreate-outdated")
+
+        captured = capsys.readouterr()
+        assert "queue task.submitted.dlq (quorum, no delivery limit, dead letters of task.submitted; recreated" \
+            in captured.out
+        (problem,) = [line for line in captured.err.splitlines() if "not up to date" in line]
+        assert "equipment.fault.dlq" in problem
+        queues = list_queues(vhost)
+        for name in holding:
+            old = name == "equipment.fault.dlq"
+            assert queues[name]["arguments"] == topology.holding_queue_arguments(3 if old else 4), name
+        assert queue_depth("equipment.fault.dlq") == 1  # kept, and still bound:
+        with broker_connection() as connection:
+            connection.ensure_connection(max_retries=10)  # a new vhost can be slow to answer
+            channel = connection.default_channel
+            channel.basic_publish(channel.prepare_message(b"routed"), exchange="fitness.dead-letter",
+                                  routing_key="equipment.fault")
+        wait_for(lambda: queue_depth("equipment.fault.dlq") == 2 and queue_depth("dead-letters.archive") == 1,
+                 what="a dead letter routed to the kept .dlq and the new archive queue")

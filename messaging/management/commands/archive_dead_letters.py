@@ -9,7 +9,7 @@ from kombu.mixins import ConsumerMixin
 from fitness import topology
 from fitness.celery import app as celery_app
 from fitness.logging import envelope_log_fields
-from messaging.dead_letters import dead_letter_archive, decode_body, parse_dead_letter
+from messaging.dead_letters import dead_letter_archive, parse_raw_dead_letter, return_to_queue
 from observability.exporter import start_exporter
 
 logger = logging.getLogger("messaging.dead_letters")
@@ -35,13 +35,15 @@ class Archiver(ConsumerMixin):
         self.idle_since = time.monotonic()
 
     def get_consumers(self, Consumer, channel):
+        # setup_broker declares the queue (its arguments depend on the RabbitMQ version)
         return [Consumer(queues=[topology.dead_letter_archive_queue()], on_message=self.on_message,
-                         prefetch_count=PREFETCH)]
+                         prefetch_count=PREFETCH, auto_declare=False)]
 
     def on_message(self, message) -> None:
         self.idle_since = time.monotonic()
         queue = (message.delivery_info or {}).get("routing_key") or ""
-        dead_letter = parse_dead_letter(queue, message.headers, decode_body(message.body, message.content_type))
+        dead_letter = parse_raw_dead_letter(queue, message.headers, message.body, message.content_type,
+                                            message.content_encoding)
         try:
             close_old_connections()
             result = dead_letter_archive(dead_letter)
@@ -49,7 +51,9 @@ class Archiver(ConsumerMixin):
             logger.warning("could not archive %s, retrying: %s", dead_letter.event_id, exc,
                            extra=envelope_log_fields(dead_letter.envelope))
             time.sleep(DATABASE_RETRY_SECONDS)
-            message.requeue()
+            # returned with a nack, which RabbitMQ 4.3+ does not count as a failed delivery;
+            # the archive queue has no delivery limit either (fitness.topology)
+            return_to_queue(message.channel, message.delivery_tag)
             return
         message.ack()
         if result.new_death:

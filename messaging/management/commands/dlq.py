@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from fitness import topology
 from messaging.dead_letters import (
+    NOT_AN_ENVELOPE,
     DeadLetterMessage,
     OperationReport,
     Selection,
@@ -60,8 +61,12 @@ class Command(BaseCommand):
         "messages with why they died, replay them to their work queues, or purge them. "
         "Replay publishes each message again with its retry count reset and removes it from "
         "the .dlq only once RabbitMQ has confirmed the new copy; consumers skip an event they "
-        "already processed, so replaying is always safe. Their history stays in PostgreSQL "
-        "(admin: Messaging > Dead letters). Run `manage.py dlq <subcommand> --help` for each."
+        "already processed, so replaying is always safe. list and show read the history the "
+        "dead-letters archiver keeps in PostgreSQL (admin: Messaging > Dead letters) and never "
+        "take a message out of its queue, so browsing counts as no delivery; replay and purge "
+        "choose in that history and take exactly those messages from the .dlq. A message that "
+        "is not an event envelope is shown as it is and cannot be replayed (purge it). Run "
+        "`manage.py dlq <subcommand> --help` for each."
     )
 
     def add_arguments(self, parser):
@@ -77,7 +82,11 @@ class Command(BaseCommand):
 
         listing = commands.add_parser(
             "list", help="Per dead-letter queue: how many messages wait, the oldest and the newest.",
-            description="Per dead-letter queue: how many messages wait, and when the oldest and newest died.",
+            description=(
+                "Per dead-letter queue: how many messages RabbitMQ holds in it (MESSAGES), how many the "
+                "history records as waiting there (RECORDED), and when the oldest and newest died. "
+                "The two counts differ while the dead-letters archiver is behind or not running."
+            ),
         )
         listing.add_argument("--queue", action="append", type=work_queue_name, default=[], metavar="QUEUE",
                              help="Only this work queue (or its .dlq); may be repeated.")
@@ -85,11 +94,11 @@ class Command(BaseCommand):
         show = commands.add_parser(
             "show", help="The dead letters: event, reason, attempts, first and last failure, error.",
             description=(
-                "Show dead letters without taking them out of their queue: the event type and id, "
+                "Show dead letters from their history (never touching the queues): the event type and id, "
                 "RabbitMQ's death reason (rejected: the consumer gave up; delivery_limit: its "
                 "workers kept dying), the attempts, the first and last failure (to the second) and "
                 "the error the consumer recorded. With --full (or one --event-id), every field and "
-                "the event envelope."
+                "the event envelope, or the raw body of a message that is not an envelope."
             ),
         )
         filters(show, ids_help="Only these events.")
@@ -103,7 +112,8 @@ class Command(BaseCommand):
                 "exchange with publisher confirms, with the retry count reset. Each leaves its .dlq "
                 "only after RabbitMQ confirmed the new copy, so an interrupted replay loses nothing; "
                 "consumers skip events they already processed, so it duplicates nothing. Say what to "
-                "replay: --event-id, --queue and/or --event-type (all must match), or --all."
+                "replay: --event-id, --queue and/or --event-type (all must match), or --all. A message "
+                "that is not an event envelope is left in its .dlq and reported (exit status 1)."
             ),
         )
         filters(replay, ids_help="Replay these events.")
@@ -139,11 +149,18 @@ class Command(BaseCommand):
     def _list(self, *, queue, **options):
         summaries = dead_letter_summaries(selection=Selection(queues=tuple(queue)))
         self._table(
-            ["QUEUE", "MESSAGES", "OLDEST DIED", "NEWEST DIED"],
-            [[s.queue, s.count, when(s.oldest), when(s.newest)] for s in summaries],
-            right={1},
+            ["QUEUE", "MESSAGES", "RECORDED", "OLDEST DIED", "NEWEST DIED"],
+            [[s.queue, s.count, s.recorded, when(s.oldest), when(s.newest)] for s in summaries],
+            right={1, 2},
         )
         self.stdout.write(f"{sum(s.count for s in summaries)} dead letter(s) in {len(summaries)} queue(s) (times UTC)")
+        behind = [s.queue for s in summaries if s.count != s.recorded]
+        if behind:
+            self.stdout.write(
+                f"MESSAGES (RabbitMQ's count) and RECORDED (the history, which show/replay/purge work from) differ "
+                f"for {', '.join(behind)}: the dead-letters archiver is behind or not running, or messages were "
+                f"removed from the queue by other means"
+            )
 
     def _show(self, *, queue, event_type, event_id, limit, full, **options):
         if limit < 1:
@@ -221,6 +238,7 @@ class Command(BaseCommand):
             )
         verb = planned if dry_run else done
         summary = f"{verb} {report.count(verb)} dead letter(s)"
+        unreplayable = [o.message.event_id for o in report.outcomes if o.action == NOT_AN_ENVELOPE]
         if report.skipped:
             summary += f", skipped {report.skipped}"
         for action in ("duplicate dropped", "would drop (duplicate)"):
@@ -230,6 +248,12 @@ class Command(BaseCommand):
             summary = "no dead letters match"
         self.stdout.write(summary + (" (dry run: nothing changed)" if dry_run else ""))
         problems = []
+        if unreplayable:
+            problems.append(
+                f"not replayed: {len(unreplayable)} dead letter(s) are not an event envelope, so there is no event "
+                f"to publish ({', '.join(unreplayable[:5])}{' …' if len(unreplayable) > 5 else ''}); look at them "
+                f"with `dlq show --event-id ID` and purge them"
+            )
         if report.not_found:
             problems.append(f"not in any dead-letter queue: {', '.join(report.not_found)}")
         if report.error:
@@ -275,13 +299,28 @@ class Command(BaseCommand):
                  f"{record.replayed_by or '-'}" if record.replays else "0"),
             ]
         fields.append(("error", message.error or "- (no consumer recorded one; see the worker log)"))
+        if not message.replayable:
+            fields.append(("replayable", "no: not an event envelope (no event to publish); purge it once understood"))
+            fields.append(("content type", message.content_type or "-"))
         width = max(len(name) for name, _ in fields)
         self.stdout.write("")
         for name, value in fields:
             self.stdout.write(f"{name:<{width}}  {value}")
-        body = message.envelope if message.envelope is not None else message.body
-        self.stdout.write(f"{'envelope' if message.envelope is not None else 'body':<{width}}")
-        self.stdout.write("  " + json.dumps(body, indent=2, default=str).replace("\n", "\n  "))
+        if message.envelope is not None:
+            self.stdout.write(f"{'envelope':<{width}}")
+            self.stdout.write("  " + json.dumps(message.envelope, indent=2, default=str).replace("\n", "\n  "))
+            return
+        raw = message.raw_body
+        try:
+            text = raw.decode("utf-8") if raw is not None else None
+        except UnicodeDecodeError:  # not text: its bytes, as Python writes them
+            self.stdout.write(f"{'body':<{width}}  ({len(raw)} bytes, not UTF-8)")
+            self.stdout.write(f"  {raw!r}")
+            return
+        body = message.body if text is None or isinstance(message.body, dict | list) else text
+        self.stdout.write(f"{'body':<{width}}  (as dead-lettered{f', {len(raw)} bytes' if raw is not None else ''})")
+        shown = body if isinstance(body, str) else json.dumps(body, indent=2, default=str)
+        self.stdout.write("  " + shown.replace("\n", "\n  "))
 
     def _table(self, header: list[str], rows: list[list], *, right: set[int] = frozenset()) -> None:
         shown = [[str(cell) for cell in row] for row in rows[:MAX_ROWS]]
