@@ -73,13 +73,18 @@ class Notification(models.Model):
 
 
 class PushDelivery(models.Model):
-    """The push of one notification to one device: sent at most once, even across retries."""
+    """The push of one notification to one device: never sent again once FCM accepted it.
+
+    `abandoned` is a push whose event ran out of retries (FCM was down): a replay or
+    redelivery of the event sends it. `failed` is one FCM refused as it is: it stays dropped.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
         SENT = "sent"
         UNREGISTERED = "unregistered", "unregistered (device deactivated)"
-        FAILED = "failed"
+        FAILED = "failed", "failed (FCM refused it)"
+        ABANDONED = "abandoned", "abandoned (retries exhausted; replaying the event sends it)"
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
     device = models.ForeignKey(DeviceToken, on_delete=models.CASCADE, related_name="deliveries")

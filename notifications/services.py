@@ -1,9 +1,11 @@
 """Notifications: device registration, and dispatching notifications as pushes.
 
-A dispatch is safe to run again (a retry, a redelivered event): notifications are unique
-per recipient and key, pushes per notification and device, and only pending pushes are
-sent, each claimed with SKIP LOCKED. So no device gets the same notification twice, even
-when a retry follows a partial send.
+A dispatch is safe to run again (a retry, a redelivered or replayed event): notifications
+are unique per recipient and key, pushes per notification and device, and only pending
+pushes are sent, each claimed with SKIP LOCKED. So no device gets the same notification
+twice, even when a retry follows a partial send. A dispatch first re-arms the pushes of its
+key that an earlier handling abandoned (`push_abandon`: its retries ran out while FCM was
+down), so a replayed event delivers them; a push FCM accepted is never sent again.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def notification_dispatch(
                                   data=data, backend=backend)
         report.notifications += len(batch)
     if backend.delivers_to_devices:
+        _rearm_abandoned(key=key)
         _send_pending(key=key, urgent=urgent, backend=backend, report=report)
     return report
 
@@ -203,12 +206,31 @@ _STATUS_OF = {
 
 
 def push_abandon(*, key: str, reason: str) -> int:
-    """Give up on the pending pushes of `key` (retries exhausted); returns how many."""
+    """Give up on the pending pushes of `key` (retries exhausted); returns how many.
+
+    They become `abandoned`, not `failed`: FCM never refused them, so a replay of the event
+    re-arms and sends them (`notification_dispatch`).
+    """
     with transaction.atomic():
         pending = PushDelivery.objects.filter(notification__key=key, status=PushDelivery.Status.PENDING)
         ids = list(pending.values_list("notification_id", flat=True).distinct())
-        count = pending.update(status=PushDelivery.Status.FAILED, error=reason[:2000])
+        count = pending.update(status=PushDelivery.Status.ABANDONED, error=reason[:2000])
         _refresh_status(notification_ids=ids)
+    return count
+
+
+def _rearm_abandoned(*, key: str) -> int:
+    """Make the abandoned pushes of `key` to still-active devices pending again; how many."""
+    with transaction.atomic():
+        abandoned = PushDelivery.objects.filter(
+            notification__key=key, status=PushDelivery.Status.ABANDONED, device__is_active=True
+        )
+        ids = list(abandoned.values_list("notification_id", flat=True).distinct())
+        if not ids:
+            return 0
+        count = PushDelivery.objects.filter(pk__in=abandoned.values("pk")).update(status=PushDelivery.Status.PENDING)
+        _refresh_status(notification_ids=ids)
+    logger.info("re-armed %s abandoned push(es) of %s", count, key)
     return count
 
 

@@ -116,15 +116,35 @@ def test_quota_errors_are_retried_later_and_a_retry_resends_only_what_failed(fcm
     assert delivery("busy-phone").attempts == 2 and Notification.objects.get().status == "sent"
 
 
-def test_pushes_left_pending_when_retries_run_out_are_marked_failed(fcm):
+def test_pushes_left_pending_when_retries_run_out_are_marked_abandoned(fcm):
     owner = owner_with_devices("busy-phone")
     fcm.script("busy-phone", "quota")
     dispatch(owner)
 
     assert push_abandon(key="equipment_fault:1", reason="retries exhausted: quota") == 1
 
-    assert delivery("busy-phone").status == "failed"
+    assert delivery("busy-phone").status == "abandoned"
     assert Notification.objects.get().status == "failed"
+
+
+def test_dispatching_again_sends_what_was_abandoned_once_and_nothing_already_sent(fcm):
+    owner = owner_with_devices("busy-phone", "phone", "lost-phone")
+    fcm.script("busy-phone", "quota", "quota", "ok")
+    fcm.script("lost-phone", "quota")
+    dispatch(owner)
+    push_abandon(key="equipment_fault:1", reason="retries exhausted: quota")
+    DeviceToken.objects.filter(token="lost-phone").update(is_active=False)  # logged out meanwhile
+
+    replayed = dispatch(owner)  # the replayed event: FCM still refuses busy-phone once
+    again = dispatch(owner)  # its retry
+
+    assert (replayed.sent, replayed.to_retry, again.sent, again.to_retry) == (0, 1, 1, 0)
+    assert [send.status for send in fcm.sends_to("busy-phone")] == [429, 429, 200]
+    assert len(fcm.sends_to("phone")) == 1, "the device that had it is not pushed again"
+    assert len(fcm.sends_to("lost-phone")) == 1 and delivery("lost-phone").status == "abandoned"
+    assert delivery("busy-phone").status == "sent" and Notification.objects.get().status == "sent"
+    dispatch(owner)
+    assert len(fcm.sends) == 5
 
 
 def test_a_notification_to_someone_without_devices_is_stored(fcm):
