@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -66,8 +67,13 @@ class FcmServer:
         self._arrived = threading.Condition(self._lock)
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._http.daemon_threads = True
+        self._http.handle_error = self._handle_error
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever, name="fcm-server", daemon=True)
+
+    def _handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed client is no error here
+            ThreadingHTTPServer.handle_error(self._http, request, client_address)
 
     def start(self) -> FcmServer:
         self._thread.start()

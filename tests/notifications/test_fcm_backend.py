@@ -3,13 +3,17 @@
 import logging
 import uuid
 import warnings
+from contextlib import contextmanager
 
+import psycopg2
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import connection
 from firebase_admin import messaging
 
 from notifications.backends import FcmBackend, Outcome, Push, push_backend
 from notifications.models import DeviceToken, Notification, PushDelivery
-from notifications.services import device_register, notification_dispatch, push_abandon
+from notifications.services import PUSH_CLAIM_LOCK, device_register, notification_dispatch, push_abandon
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -180,3 +184,71 @@ def test_pushes_are_dispatched_in_batches(fcm, settings):
 
     assert report.sent == 5 and len(fcm.sends) == 5
     assert fcm.sends[0].message["android"]["priority"] == "normal"
+
+
+# --- sending: committed before the call, sent again when its sender died ------------------
+
+
+@contextmanager
+def claim_held_elsewhere(claim: int):
+    """A live sender in another process: a session of its own holding the claim's lock."""
+    db = connection.settings_dict
+    other = psycopg2.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
+                             port=db["PORT"])
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [PUSH_CLAIM_LOCK, claim])
+        yield
+    finally:
+        other.close()
+
+
+def left_sending(token: str, claim: int) -> None:
+    PushDelivery.objects.filter(device__token=token).update(status="sending", claim=claim)
+
+
+def test_a_push_whose_sender_died_during_the_call_is_sent_again_once(fcm):
+    owner = owner_with_devices("phone", "tablet")
+    dispatch(owner)
+    left_sending("phone", claim=4242)  # as a sender killed after FCM accepted leaves it: its lock died with it
+
+    report = dispatch(owner)  # the redelivered event
+
+    assert (report.sent, report.to_retry) == (1, 0)
+    assert len(fcm.sends_to("phone")) == 2 and len(fcm.sends_to("tablet")) == 1
+    assert delivery("phone").status == "sent" and delivery("phone").attempts == 2
+    dispatch(owner)
+    assert len(fcm.sends) == 3, "sent is sent: never again"
+
+
+def test_a_push_a_live_sender_is_sending_is_left_to_it_and_counted_as_not_yet_delivered(fcm):
+    owner = owner_with_devices("phone")
+    dispatch(owner)
+    left_sending("phone", claim=4343)
+
+    with claim_held_elsewhere(4343):
+        report = dispatch(owner)  # a duplicate delivery of the event, while the first is in its call
+        assert push_abandon(key="equipment_fault:1", reason="retries exhausted") == 0
+
+    assert (report.sent, report.to_retry) == (0, 1)
+    assert len(fcm.sends_to("phone")) == 1 and delivery("phone").status == "sending"
+    assert push_abandon(key="equipment_fault:1", reason="retries exhausted") == 1, "its sender is gone now"
+    assert delivery("phone").status == "abandoned"
+
+
+def test_a_call_interrupted_by_a_time_limit_leaves_the_push_sending_and_the_retry_sends_it(fcm, monkeypatch):
+    owner = owner_with_devices("phone")
+    backend = push_backend()
+
+    def interrupted(pushes):
+        raise SoftTimeLimitExceeded()  # Celery's soft time limit, raised inside the call to FCM
+
+    monkeypatch.setattr(backend, "send", interrupted)
+    with pytest.raises(SoftTimeLimitExceeded):
+        dispatch(owner)
+    assert delivery("phone").status == "sending" and delivery("phone").attempts == 1
+    monkeypatch.undo()
+
+    report = dispatch(owner)  # Celery's retry
+
+    assert (report.sent, report.to_retry) == (1, 0) and delivery("phone").attempts == 2

@@ -172,3 +172,28 @@ def test_a_fault_alert_survives_a_minute_of_fcm_outage_and_arrives_once_when_fcm
     print(f"\nFCM down for 60 s ({len(refused)} requests refused): the alert arrived "
           f"{max(send.arrived_at for send in accepted) - recovered_at:.1f} s after FCM recovered")
 
+
+# --- a worker killed after FCM accepted: at least once, at most one extra push ---------------
+
+
+def test_a_worker_killed_after_fcm_accepted_costs_each_device_at_most_one_extra_push(
+    fcm, washer, log_dir, fcm_server, fcm_credentials
+):
+    for token in DEVICES:
+        fcm.script(token, "hold", "ok")  # FCM accepts the first push, and its answer never arrives
+    with push_worker("equipment.fault", "alerts-killed", log_dir, fcm_server, fcm_credentials) as worker:
+        event_id = report_fault(washer)
+        fcm.wait_for_sends(2, timeout=60)
+        # the sender committed the pushes as being sent before it called FCM
+        assert sorted(PushDelivery.objects.values_list("status", flat=True)) == ["sending", "sending"]
+        worker.kill()  # kill -9 of the worker and its pool, FCM's answers still held
+        fcm.release()
+    with push_worker("equipment.fault", "alerts-restarted", log_dir, fcm_server, fcm_credentials, drain=False):
+        processed(ALERTS)  # RabbitMQ redelivered the unacknowledged event to the new worker
+        time.sleep(1.0)
+
+    pushes = delivered(fcm)
+    print(f"\nkill -9 after FCM accepted: pushes per device {pushes}")
+    assert all(1 <= count <= 2 for count in pushes.values()), pushes
+    assert set(PushDelivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert ProcessedEvent.objects.filter(consumer=ALERTS, event_id=event_id).count() == 1
