@@ -174,27 +174,32 @@ def _claim_batch(*, key: str, round_started) -> tuple[int, list[PushDelivery]]:
     taken when it is pending and not yet tried in this round, or `sending` under a claim
     whose lock nobody holds (its sender died).
     """
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            claim = _new_claim(cursor)
-            now = timezone.now()  # the application's clock, as the round's start is
-            cursor.execute(
-                f"""WITH picked AS (
-                      SELECT p.id, p.status FROM {PushDelivery._meta.db_table} AS p
-                      JOIN {Notification._meta.db_table} AS n ON n.id = p.notification_id
-                      WHERE n.key = %s AND (p.last_attempt_at IS NULL OR p.last_attempt_at < %s)
-                        AND (p.status = %s OR (p.status = %s AND pg_try_advisory_xact_lock(%s, p.claim)))
-                      ORDER BY p.id LIMIT %s FOR UPDATE OF p SKIP LOCKED)
-                    UPDATE {PushDelivery._meta.db_table} AS d
-                    SET status = %s, claim = %s, attempts = d.attempts + 1, last_attempt_at = %s
-                    FROM picked WHERE d.id = picked.id
-                    RETURNING d.id, picked.status""",
-                [key, round_started, PushDelivery.Status.PENDING.value, PushDelivery.Status.SENDING.value,
-                 PUSH_CLAIM_LOCK, settings.PUSH_BATCH_SIZE, PushDelivery.Status.SENDING.value, claim, now],
-            )
-            picked = cursor.fetchall()
-        batch = list(PushDelivery.objects.select_related("device", "notification")
-                     .filter(pk__in=[row[0] for row in picked]).order_by("id")) if picked else []
+    with connection.cursor() as cursor:
+        claim = _new_claim(cursor)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                now = timezone.now()  # the application's clock, as the round's start is
+                cursor.execute(
+                    f"""WITH picked AS (
+                          SELECT p.id, p.status FROM {PushDelivery._meta.db_table} AS p
+                          JOIN {Notification._meta.db_table} AS n ON n.id = p.notification_id
+                          WHERE n.key = %s AND (p.last_attempt_at IS NULL OR p.last_attempt_at < %s)
+                            AND (p.status = %s OR (p.status = %s AND pg_try_advisory_xact_lock(%s, p.claim)))
+                          ORDER BY p.id LIMIT %s FOR UPDATE OF p SKIP LOCKED)
+                        UPDATE {PushDelivery._meta.db_table} AS d
+                        SET status = %s, claim = %s, attempts = d.attempts + 1, last_attempt_at = %s
+                        FROM picked WHERE d.id = picked.id
+                        RETURNING d.id, picked.status""",
+                    [key, round_started, PushDelivery.Status.PENDING.value, PushDelivery.Status.SENDING.value,
+                     PUSH_CLAIM_LOCK, settings.PUSH_BATCH_SIZE, PushDelivery.Status.SENDING.value, claim, now],
+                )
+                picked = cursor.fetchall()
+            batch = list(PushDelivery.objects.select_related("device", "notification")
+                         .filter(pk__in=[row[0] for row in picked]).order_by("id")) if picked else []
+    except BaseException:
+        _release_claim(claim)
+        raise
     resent = sum(1 for _, status in picked if status == PushDelivery.Status.SENDING)
     if resent:
         logger.warning("sending %s push(es) of %s again: their sender died during its request to FCM, "
@@ -224,7 +229,8 @@ def _push(delivery: PushDelivery, urgent: bool) -> Push:
     notification = delivery.notification
     data = {name: str(value) for name, value in notification.data.items()}
     data.update(notification_id=str(notification.pk), kind=notification.kind)
-    return Push(delivery.device.token, notification.title, notification.body, data, urgent)
+    return Push(delivery.device.token, notification.title, notification.body, data, urgent,
+                collapse_id=f"notification-{notification.pk}")
 
 
 def _record(batch: list[PushDelivery], results, report: DispatchReport) -> None:

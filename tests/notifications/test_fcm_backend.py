@@ -53,6 +53,10 @@ def test_a_push_reaches_every_active_device_with_title_body_and_data(fcm):
     assert message["data"]["fault_id"] == "1" and message["data"]["kind"] == "equipment_fault"
     assert message["android"]["priority"] == "high"
     notification = Notification.objects.get(recipient=owner)
+    # a resent copy (see below) replaces the first on the phone instead of showing twice
+    collapse_id = f"notification-{notification.pk}"
+    assert message["android"]["collapse_key"] == message["android"]["notification"]["tag"] == collapse_id
+    assert message["apns"]["headers"]["apns-collapse-id"] == collapse_id
     assert notification.status == "sent" and notification.attempts == 1
     assert notification.provider_message_id.startswith("projects/fitness-test/messages/")
     assert delivery("phone-a").status == "sent" and delivery("phone-a").provider_message_id
