@@ -17,8 +17,18 @@ looping forever, and with at-least-once dead-lettering, so a dead letter is neve
 on its way to the `.dlq`. Quorum queues in RabbitMQ 3.10 have no message priorities:
 urgency comes from dedicated queues and worker pools (`equipment.fault` has its own).
 
+Each work queue names its retry policy (`WorkQueue.retries`, read by the consumer base in
+`messaging.consumers`): how often and after how long a failed event is tried again before it
+is dead-lettered. Work that a person replays from the `.dlq` keeps the seed's 1 s, 2 s, 4 s
+(`SEED_RETRIES`): it fails fast and visibly. A fault alert is worth more retries than that:
+it is only useful if it reaches the owner while the fault matters, and the usual cause of its
+failure is an FCM outage that ends on its own. So `equipment.fault` retries after 1, 2, 4, 8 s
+and then every 10 s, for 15 minutes in all (`ALERT_RETRIES`; FAULT_ALERT_RETRY_SECONDS
+changes the 15 minutes): an alert survives an outage of that long without an operator and
+goes out at most ~10 s after FCM is back. Only then is it dead-lettered (and replayable).
+
 Retries with a countdown use Celery's native delayed delivery (the `celery_delayed_*`
-queues), which routes a delayed message back through a *topic* exchange; that is why the
+queues, countdowns up to 2^28 - 1 s), which routes a delayed message back through a *topic* exchange; that is why the
 work exchange is a topic exchange and why the dead-letter routing key is set explicitly
 (a delayed message's routing key carries a binary delay prefix).
 
@@ -34,6 +44,7 @@ dead-lettering RabbitMQ keeps the message in the work queue until both copies ar
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from amqp.exceptions import PreconditionFailed
@@ -68,11 +79,73 @@ FIRST_VERSION_WITH_A_DEFAULT_DELIVERY_LIMIT = 4
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed event is retried before it is dead-lettered: `max_retries` times, the
+    first after `first_delay` seconds, each delay twice the one before, at most `max_delay`.
+    Failures count, not time: an attempt's own duration adds to the time between tries."""
+
+    max_retries: int
+    first_delay: int = 1
+    max_delay: int = 60
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or not 1 <= self.first_delay <= self.max_delay < 2**28:
+            raise ValueError(f"not a retry policy: {self}")  # native delayed delivery: < 2^28 s
+
+    def delay(self, retries: int) -> int:
+        """The countdown before the retry that follows `retries` earlier retries."""
+        return min(self.first_delay * 2 ** min(retries, 28), self.max_delay)
+
+    @property
+    def delays(self) -> list[int]:
+        return [self.delay(retries) for retries in range(self.max_retries)]
+
+    @property
+    def total_delay(self) -> int:
+        """Seconds of countdown between the first attempt and the last one."""
+        return sum(self.delays)
+
+    @classmethod
+    def lasting(cls, seconds: int, *, first_delay: int = 1, max_delay: int = 60) -> RetryPolicy:
+        """As many retries as it takes for their countdowns to add up to `seconds`."""
+        delays = 0
+        retries = 0
+        while delays < seconds:
+            delays += min(first_delay * 2 ** min(retries, 28), max_delay)
+            retries += 1
+        return cls(max_retries=retries, first_delay=first_delay, max_delay=max_delay)
+
+    def describe(self) -> str:
+        delays = self.delays
+        shown = ", ".join(f"{d} s" for d in delays[:6]) + (f", … ({len(delays)} retries)" if len(delays) > 6 else "")
+        return f"retries after {shown or 'none'}: {self.total_delay} s in all"
+
+
+def _seconds_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        seconds = int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of seconds, not {value!r}") from None
+    if seconds < 0:
+        raise ValueError(f"{name} must be 0 or more seconds, not {seconds}")
+    return seconds
+
+
+# The seed's policy (1 s, 2 s, 4 s, then the `.dlq`): for work a person replays.
+SEED_RETRIES = RetryPolicy(max_retries=3, first_delay=1, max_delay=60)
+# Fault alerts: 1, 2, 4, 8 s, then every 10 s, for 15 minutes (see the module docstring).
+ALERT_RETRIES = RetryPolicy.lasting(_seconds_from_env("FAULT_ALERT_RETRY_SECONDS", 15 * 60),
+                                    first_delay=1, max_delay=10)
+
+
+@dataclass(frozen=True)
 class WorkQueue:
     name: str
     purpose: str
     process: str  # the Procfile process that consumes it
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    retries: RetryPolicy = SEED_RETRIES  # how its consumer retries a failed event
 
     @property
     def dead_letter_queue_name(self) -> str:
@@ -130,7 +203,8 @@ WORK_QUEUES: tuple[WorkQueue, ...] = (
     WorkQueue("task.submitted", "AI reading of a helper's laundry photo", "worker-ai"),
     WorkQueue("task.confirmed", "owner-confirmed readings become training data", "worker-mlops"),
     WorkQueue("mlops", "retraining, evaluation and promotion jobs; the retention prune", "worker-mlops"),
-    WorkQueue("equipment.fault", "equipment fault alerts to the branch owner", "worker-alerts"),
+    WorkQueue("equipment.fault", "equipment fault alerts to the branch owner", "worker-alerts",
+              retries=ALERT_RETRIES),
     WorkQueue("preference.created", "branch recommendations to matching customers", "worker-notify"),
 )
 
@@ -160,6 +234,14 @@ def work_queue(name: str) -> WorkQueue:
         if queue.name == name:
             return queue
     raise UnknownRoute(f"no work queue named {name!r}; known: {', '.join(queue_names())}")
+
+
+def retry_policy(queue: str | None) -> RetryPolicy:
+    """The retry policy of work queue `queue`; the seed's for a queue not in the topology."""
+    for candidate in WORK_QUEUES:
+        if candidate.name == queue:
+            return candidate.retries
+    return SEED_RETRIES
 
 
 def queue_names() -> list[str]:

@@ -20,13 +20,11 @@ RETENTION_SETTINGS = (
 
 
 def longest_retry_schedule() -> timedelta:
-    """How long a consumer keeps retrying an event before it is dead-lettered (all delays summed)."""
-    from messaging.consumers import EventConsumerTask
+    """How long a consumer keeps retrying an event before it is dead-lettered: the longest
+    retry policy of any work queue (fitness/topology.py), all its countdowns summed."""
+    from fitness import topology
 
-    task = EventConsumerTask
-    return timedelta(seconds=sum(
-        min(task.retry_backoff * 2 ** attempt, task.retry_backoff_max) for attempt in range(task.max_retries)
-    ))
+    return timedelta(seconds=max(topology.retry_policy(queue.name).total_delay for queue in topology.WORK_QUEUES))
 
 
 def dedup_window_needed() -> timedelta:

@@ -11,10 +11,11 @@ What the decorator gives every handler, so that no handler repeats it:
 * idempotency: the handler runs in a database transaction that also records
   (consumer, event_id); a redelivered event whose record exists is skipped, and one whose
   earlier attempt failed finds no record and no half-done effects;
-* retries: any exception except a PermanentError retries after 1 s, 2 s and 4 s (no
-  jitter) and the final failure is rejected, so RabbitMQ dead-letters it to `<queue>.dlq`
-  with its body intact; the error is recorded first in the dead letter's history
-  (`messaging.dead_letters`), since a rejection cannot carry it;
+* retries: any exception except a PermanentError retries by the retry policy of the queue
+  the message came from (`fitness.topology`, `WorkQueue.retries`: 1 s, 2 s and 4 s for most,
+  longer for fault alerts; no jitter) and the final failure is rejected, so RabbitMQ
+  dead-letters it to `<queue>.dlq` with its body intact; the error is recorded first in the
+  dead letter's history (`messaging.dead_letters`), since a rejection cannot carry it;
 * logging with event_id, event type and correlation_id (and task_id when the payload has
   one) on every line the handler logs; the correlation id also flows into events the
   handler publishes;
@@ -47,10 +48,6 @@ from observability import metrics
 
 logger = logging.getLogger("messaging.consumer")
 
-# The seed's retry policy: 3 retries after 1 s, 2 s and 4 s, then the dead-letter queue.
-MAX_RETRIES = 3
-RETRY_BACKOFF_SECONDS = 1
-
 # Celery's native delayed delivery prefixes the routing key with 28 binary digits.
 _DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
 
@@ -65,9 +62,9 @@ class EventConsumerTask(Task):
 
     autoretry_for = (Exception,)
     dont_autoretry_for = (PermanentError,)
-    max_retries = MAX_RETRIES
-    retry_backoff = RETRY_BACKOFF_SECONDS
-    retry_backoff_max = 60
+    # The countdown and the number of retries come from the queue's policy (`retry`).
+    max_retries = topology.SEED_RETRIES.max_retries
+    retry_backoff = False
     retry_jitter = False
     acks_late = True
     reject_on_worker_lost = True
@@ -87,6 +84,22 @@ class EventConsumerTask(Task):
             queue = self._work_queue(request if request is not None else self.request)
         return super().signature_from_request(request, args, kwargs, queue=queue, **options)
 
+    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None,
+              **options):
+        # Celery's autoretry calls this for every retried exception: the policy of the work
+        # queue the message came from decides the countdown and when to give up.
+        policy = self._retry_policy()
+        if eta is None and countdown is None:
+            countdown = policy.delay(self.request.retries)
+        try:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries=policy.max_retries, **options)
+        finally:
+            # Celery keeps the override on the task (one object per process) when it gives up
+            self.__dict__.pop("override_max_retries", None)
+
+    def _retry_policy(self) -> topology.RetryPolicy:
+        return topology.retry_policy(self._work_queue(self.request))
+
     @staticmethod
     def _work_queue(request) -> str | None:
         """The work queue a message came from: its routing key, without a delay prefix."""
@@ -100,11 +113,11 @@ class EventConsumerTask(Task):
 
     def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
         metrics.event_failed(self.name, self.consumer_name)
-        attempt = self.request.retries + 1
-        delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
+        policy = self._retry_policy()
         logger.warning(
             "attempt %s of %s failed, retrying in %ss: %s: %s %s",
-            attempt, MAX_RETRIES + 1, delay, exc.__class__.__name__, exc, self._event_fields(kwargs),
+            self.request.retries + 1, policy.max_retries + 1, policy.delay(self.request.retries),
+            exc.__class__.__name__, exc, self._event_fields(kwargs),
         )
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
@@ -112,7 +125,8 @@ class EventConsumerTask(Task):
         if isinstance(exc, PermanentError):
             reason = "permanent error, not retried"
         else:
-            reason = f"attempt {self.request.retries + 1} of {MAX_RETRIES + 1} failed, retries exhausted"
+            reason = f"attempt {self.request.retries + 1} of {self._retry_policy().max_retries + 1} failed, " \
+                     "retries exhausted"
         logger.error(
             "dead-lettering (%s): %s: %s %s", reason, exc.__class__.__name__, exc, self._event_fields(kwargs)
         )

@@ -34,6 +34,9 @@ class Push:
     body: str
     data: dict[str, str] = field(default_factory=dict)
     urgent: bool = False  # high priority: wakes the phone (fault alerts)
+    # The same for every push of one notification: a phone shows a second copy (a resend
+    # after a crash) in place of the first, not beside it.
+    collapse_id: str = ""
 
 
 class Outcome(enum.StrEnum):
@@ -139,8 +142,14 @@ class FcmBackend:
                 token=push.token,
                 notification=messaging.Notification(title=push.title, body=push.body),
                 data=push.data,
-                android=messaging.AndroidConfig(priority="high" if push.urgent else "normal"),
-                apns=messaging.APNSConfig(headers={"apns-priority": "10" if push.urgent else "5"}),
+                android=messaging.AndroidConfig(
+                    priority="high" if push.urgent else "normal", collapse_key=push.collapse_id or None,
+                    notification=messaging.AndroidNotification(tag=push.collapse_id or None),
+                ),
+                apns=messaging.APNSConfig(headers={
+                    "apns-priority": "10" if push.urgent else "5",
+                    **({"apns-collapse-id": push.collapse_id} if push.collapse_id else {}),
+                }),
             )
 
     @staticmethod

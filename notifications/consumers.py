@@ -39,7 +39,8 @@ def offer_key(event: BranchPreferenceCreatedEvent) -> str:
 
 def _retry_if_pending(report: DispatchReport, what: str) -> None:
     if report.to_retry:
-        raise TransientError(f"{report.to_retry} push(es) of {what} failed for now ({report.last_error}); retrying")
+        why = report.last_error or "being sent by another worker"
+        raise TransientError(f"{report.to_retry} push(es) of {what} not delivered yet ({why}); retrying")
 
 
 def _abandon_fault_alert(event: EquipmentFaultEvent, envelope, exc: BaseException) -> None:

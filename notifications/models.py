@@ -73,13 +73,23 @@ class Notification(models.Model):
 
 
 class PushDelivery(models.Model):
-    """The push of one notification to one device: sent at most once, even across retries."""
+    """The push of one notification to one device: never sent again once FCM accepted it.
+
+    `sending` is committed before the request to FCM, with the `claim` whose PostgreSQL
+    advisory lock its sender holds meanwhile; a push left `sending` by a sender that died
+    (its lock is gone) is sent again: at least once, at most one extra push per device per
+    crash (see `notifications.services`). `abandoned` is a push whose event ran out of
+    retries (FCM was down): a replay or redelivery of the event sends it. `failed` is one
+    FCM refused as it is: it stays dropped.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        SENDING = "sending", "sending (the request to FCM is under way)"
         SENT = "sent"
         UNREGISTERED = "unregistered", "unregistered (device deactivated)"
-        FAILED = "failed"
+        FAILED = "failed", "failed (FCM refused it)"
+        ABANDONED = "abandoned", "abandoned (retries exhausted; replaying the event sends it)"
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
     device = models.ForeignKey(DeviceToken, on_delete=models.CASCADE, related_name="deliveries")
@@ -89,13 +99,20 @@ class PushDelivery(models.Model):
     error = models.TextField(blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    claim = models.IntegerField(
+        null=True, blank=True, editable=False,
+        help_text="While sending: the advisory lock its sender holds (gone with the sender).",
+    )
 
     class Meta:
         verbose_name_plural = "push deliveries"
         constraints = [
             models.UniqueConstraint(fields=["notification", "device"], name="push_once_per_notification_and_device"),
         ]
-        indexes = [models.Index(fields=["notification"], condition=Q(status="pending"), name="push_pending_idx")]
+        indexes = [
+            models.Index(fields=["notification"], condition=Q(status__in=["pending", "sending"]),
+                         name="push_unsettled_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"push of notification {self.notification_id} to device {self.device_id}: {self.status}"

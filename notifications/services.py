@@ -1,29 +1,45 @@
 """Notifications: device registration, and dispatching notifications as pushes.
 
-A dispatch is safe to run again (a retry, a redelivered event): notifications are unique
-per recipient and key, pushes per notification and device, and only pending pushes are
-sent, each claimed with SKIP LOCKED. So no device gets the same notification twice, even
-when a retry follows a partial send.
+A dispatch is safe to run again (a retry, a redelivered or replayed event): notifications
+are unique per recipient and key, pushes per notification and device, and only pending
+pushes are sent, each claimed with SKIP LOCKED. So no device gets the same notification
+twice, even when a retry follows a partial send. A dispatch first re-arms the pushes of its
+key that an earlier handling abandoned (`push_abandon`: its retries ran out while FCM was
+down), so a replayed event delivers them; a push FCM accepted is never sent again.
+
+Pushes go out at least once, with at most one extra push per device per crash. FCM's HTTP v1
+API has no idempotency key, so a request whose answer never arrived (the worker was killed,
+hit its time limit, or lost PostgreSQL before it recorded the answer) may or may not have
+reached the phone. A sender therefore commits its batch as `sending` before it calls FCM,
+holding a PostgreSQL advisory lock (the batch's `claim`) on its own database session, and
+records the answers afterwards. A push still `sending` whose lock is free has lost its
+sender: the next handling of the event (the redelivery RabbitMQ makes when the worker dies,
+the retry after a time limit, a replay) sends it again, rather than risk an alert never
+ringing. A push whose sender is alive is left to it, and counted as not yet delivered, so
+the event is retried rather than recorded as done too early.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from notifications.backends import Outcome, Push, PushBackend, push_backend
 from notifications.models import DeviceToken, Notification, PushDelivery
 
 logger = logging.getLogger(__name__)
+
+# The class (first key) of the advisory locks that push claims hold: "push" in ASCII.
+PUSH_CLAIM_LOCK = 0x70757368
 
 
 def device_register(*, user: AbstractBaseUser, token: str, platform: str) -> tuple[DeviceToken, bool]:
@@ -75,7 +91,8 @@ def notification_dispatch(
 
     Works in batches of PUSH_BATCH_SIZE recipients and pushes, each committed on its own
     (so it must not run inside a transaction). Pushes that failed transiently stay pending
-    and are counted in `to_retry`: dispatching again sends those, and only those.
+    and are counted in `to_retry` (with those another live sender is sending right now):
+    dispatching again sends those, and only those.
     """
     backend = backend or push_backend()
     report = DispatchReport()
@@ -85,7 +102,11 @@ def notification_dispatch(
                                   data=data, backend=backend)
         report.notifications += len(batch)
     if backend.delivers_to_devices:
+        _rearm_abandoned(key=key)
         _send_pending(key=key, urgent=urgent, backend=backend, report=report)
+        report.to_retry = PushDelivery.objects.filter(
+            notification__key=key, status__in=[PushDelivery.Status.PENDING, PushDelivery.Status.SENDING]
+        ).count()
     return report
 
 
@@ -128,30 +149,88 @@ def _create_notifications(*, kind, key, event_id, recipient_ids, title, body, da
 
 
 def _send_pending(*, key: str, urgent: bool, backend: PushBackend, report: DispatchReport) -> None:
-    """Send every pending push of `key` once in this round, a batch per transaction."""
+    """Send every pending push of `key` once in this round, and every one a dead sender left
+    `sending`: a batch is claimed (committed), sent, then recorded (committed)."""
     round_started = timezone.now()
     while True:
-        with transaction.atomic():
-            batch = list(
-                PushDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("device", "notification")
-                .filter(notification__key=key, status=PushDelivery.Status.PENDING)
-                .filter(Q(last_attempt_at__isnull=True) | Q(last_attempt_at__lt=round_started))
-                .order_by("id")[: settings.PUSH_BATCH_SIZE]
-            )
-            if not batch:
-                return
+        claim, batch = _claim_batch(key=key, round_started=round_started)
+        if not batch:
+            return
+        try:
             results = backend.send([_push(delivery, urgent) for delivery in batch])
-            _record(batch, results, report)
+            with transaction.atomic():
+                _record(batch, results, report)
+        finally:
+            _release_claim(claim)
         if len(batch) < settings.PUSH_BATCH_SIZE:
             return
+
+
+def _claim_batch(*, key: str, round_started) -> tuple[int, list[PushDelivery]]:
+    """Mark up to PUSH_BATCH_SIZE pushes of `key` as `sending` under a new claim, and commit.
+
+    The claim's advisory lock is taken on this session before the commit and held until
+    `_release_claim`; PostgreSQL drops it with the session if the process dies. A push is
+    taken when it is pending and not yet tried in this round, or `sending` under a claim
+    whose lock nobody holds (its sender died).
+    """
+    with connection.cursor() as cursor:
+        claim = _new_claim(cursor)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                now = timezone.now()  # the application's clock, as the round's start is
+                cursor.execute(
+                    f"""WITH picked AS (
+                          SELECT p.id, p.status FROM {PushDelivery._meta.db_table} AS p
+                          JOIN {Notification._meta.db_table} AS n ON n.id = p.notification_id
+                          WHERE n.key = %s AND (p.last_attempt_at IS NULL OR p.last_attempt_at < %s)
+                            AND (p.status = %s OR (p.status = %s AND pg_try_advisory_xact_lock(%s, p.claim)))
+                          ORDER BY p.id LIMIT %s FOR UPDATE OF p SKIP LOCKED)
+                        UPDATE {PushDelivery._meta.db_table} AS d
+                        SET status = %s, claim = %s, attempts = d.attempts + 1, last_attempt_at = %s
+                        FROM picked WHERE d.id = picked.id
+                        RETURNING d.id, picked.status""",
+                    [key, round_started, PushDelivery.Status.PENDING.value, PushDelivery.Status.SENDING.value,
+                     PUSH_CLAIM_LOCK, settings.PUSH_BATCH_SIZE, PushDelivery.Status.SENDING.value, claim, now],
+                )
+                picked = cursor.fetchall()
+            batch = list(PushDelivery.objects.select_related("device", "notification")
+                         .filter(pk__in=[row[0] for row in picked]).order_by("id")) if picked else []
+    except BaseException:
+        _release_claim(claim)
+        raise
+    resent = sum(1 for _, status in picked if status == PushDelivery.Status.SENDING)
+    if resent:
+        logger.warning("sending %s push(es) of %s again: their sender died during its request to FCM, "
+                       "which may have delivered them", resent, key)
+    if not batch:
+        _release_claim(claim)
+    return claim, batch
+
+
+def _new_claim(cursor) -> int:
+    while True:  # a random claim id that no live sender holds (a clash is a one in 2^31 event)
+        claim = secrets.randbelow(2**31 - 1) + 1
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [PUSH_CLAIM_LOCK, claim])
+        if cursor.fetchone()[0]:
+            return claim
+
+
+def _release_claim(claim: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [PUSH_CLAIM_LOCK, claim])
+    except DatabaseError:  # the session is gone, and its locks with it
+        logger.warning("could not release push claim %s (its database session is gone)", claim)
 
 
 def _push(delivery: PushDelivery, urgent: bool) -> Push:
     notification = delivery.notification
     data = {name: str(value) for name, value in notification.data.items()}
     data.update(notification_id=str(notification.pk), kind=notification.kind)
-    return Push(delivery.device.token, notification.title, notification.body, data, urgent)
+    return Push(delivery.device.token, notification.title, notification.body, data, urgent,
+                collapse_id=f"notification-{notification.pk}")
 
 
 def _record(batch: list[PushDelivery], results, report: DispatchReport) -> None:
@@ -178,7 +257,7 @@ def _record(batch: list[PushDelivery], results, report: DispatchReport) -> None:
     ids, statuses, message_ids, errors = (list(column) for column in zip(*rows, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {PushDelivery._meta.db_table} AS d SET status = v.status, attempts = d.attempts + 1,"
+            f"UPDATE {PushDelivery._meta.db_table} AS d SET status = v.status, claim = NULL,"
             " provider_message_id = v.message_id, error = v.error, last_attempt_at = %s,"
             " sent_at = CASE WHEN v.status = %s THEN %s ELSE d.sent_at END"
             " FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::text[]) AS v(id, status, message_id, error)"
@@ -203,19 +282,49 @@ _STATUS_OF = {
 
 
 def push_abandon(*, key: str, reason: str) -> int:
-    """Give up on the pending pushes of `key` (retries exhausted); returns how many."""
+    """Give up on the pending pushes of `key` (retries exhausted); returns how many.
+
+    They become `abandoned`, not `failed`: FCM never refused them, so a replay of the event
+    re-arms and sends them (`notification_dispatch`).
+    A push left `sending` by a sender that died is abandoned too (it may have reached the
+    phone: a replay sends it again, at most once more); one a live sender holds is its own.
+    """
+    S = PushDelivery.Status
     with transaction.atomic():
-        pending = PushDelivery.objects.filter(notification__key=key, status=PushDelivery.Status.PENDING)
-        ids = list(pending.values_list("notification_id", flat=True).distinct())
-        count = pending.update(status=PushDelivery.Status.FAILED, error=reason[:2000])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""UPDATE {PushDelivery._meta.db_table} AS d SET status = %s, claim = NULL, error = %s
+                    FROM {Notification._meta.db_table} AS n
+                    WHERE n.id = d.notification_id AND n.key = %s
+                      AND (d.status = %s OR (d.status = %s AND pg_try_advisory_xact_lock(%s, d.claim)))
+                    RETURNING d.notification_id""",
+                [S.ABANDONED.value, reason[:2000], key, S.PENDING.value, S.SENDING.value, PUSH_CLAIM_LOCK],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+        _refresh_status(notification_ids=sorted(set(ids)))
+    return len(ids)
+
+
+def _rearm_abandoned(*, key: str) -> int:
+    """Make the abandoned pushes of `key` to still-active devices pending again; how many."""
+    with transaction.atomic():
+        abandoned = PushDelivery.objects.filter(
+            notification__key=key, status=PushDelivery.Status.ABANDONED, device__is_active=True
+        )
+        ids = list(abandoned.values_list("notification_id", flat=True).distinct())
+        if not ids:
+            return 0
+        count = PushDelivery.objects.filter(pk__in=abandoned.values("pk")).update(status=PushDelivery.Status.PENDING)
         _refresh_status(notification_ids=ids)
+    logger.info("re-armed %s abandoned push(es) of %s", count, key)
     return count
 
 
 def _refresh_status(*, notification_ids: list[int]) -> None:
     """Derive each notification's status, attempts, message id and error from its pushes.
 
-    sent: a device accepted it; pending: a push waits; failed: every push failed; stored:
+    sent: a device accepted it; pending: a push waits or is being sent; failed: every push
+    failed or was abandoned; stored:
     there was no device to push to. Plain SQL, for the same reason as in `_record`.
     """
     if not notification_ids:
@@ -231,7 +340,7 @@ def _refresh_status(*, notification_ids: list[int]) -> None:
                 FROM (
                   SELECT n2.id, count(d.id) AS total,
                          count(d.id) FILTER (WHERE d.status = %s) AS sent,
-                         count(d.id) FILTER (WHERE d.status = %s) AS pending,
+                         count(d.id) FILTER (WHERE d.status IN (%s, %s)) AS pending,
                          coalesce(max(d.attempts), 0) AS attempts,
                          coalesce((array_agg(d.provider_message_id ORDER BY d.sent_at, d.id)
                                    FILTER (WHERE d.status = %s))[1], '') AS message_id,
@@ -243,5 +352,6 @@ def _refresh_status(*, notification_ids: list[int]) -> None:
                 ) AS agg
                 WHERE n.id = agg.id""",
             [Notification.Status.SENT.value, Notification.Status.PENDING.value, Notification.Status.FAILED.value,
-             Notification.Status.STORED.value, S.SENT.value, S.PENDING.value, S.SENT.value, list(notification_ids)],
+             Notification.Status.STORED.value, S.SENT.value, S.PENDING.value, S.SENDING.value, S.SENT.value,
+             list(notification_ids)],
         )

@@ -8,7 +8,10 @@
 The real firebase-admin SDK talks to it: write `service_account_file()` and point the
 backend at `url` (FCM_ENDPOINT_URL). Script per-token answers with `script(token, ...)`:
 "ok", "unregistered", "invalid", "quota" or "unavailable", one per request, the last one
-repeating. Every send request is recorded (`sends`), with the time it arrived.
+repeating; or "hold": accept the push (it counts as delivered) but keep the answer back until
+`release()`, as when a worker dies after FCM accepted. `outage(seconds)` answers every send
+with 503 for a while, whatever the scripts say. Every send request is recorded (`sends`),
+with the time it arrived.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -57,12 +61,19 @@ class FcmServer:
         self._access_tokens: set[str] = set()
         self._scripts: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
+        self._outage_until = 0.0
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._http.daemon_threads = True
+        self._http.handle_error = self._handle_error
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever, name="fcm-server", daemon=True)
+
+    def _handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed client is no error here
+            ThreadingHTTPServer.handle_error(self._http, request, client_address)
 
     def start(self) -> FcmServer:
         self._thread.start()
@@ -76,11 +87,29 @@ class FcmServer:
         with self._lock:
             self.sends.clear()
             self._scripts.clear()
+            self._outage_until = 0.0
+        self._released.set()  # let go of any answer still held
+
+    def outage(self, seconds: float) -> float:
+        """Answer every send with 503 UNAVAILABLE for `seconds`; returns when it ends (time.time())."""
+        with self._lock:
+            self._outage_until = time.time() + seconds
+            return self._outage_until
+
+    def release(self) -> None:
+        """Send the answers that "hold" keeps back (to whoever is still listening)."""
+        self._released.set()
 
     def script(self, token: str, *answers: str) -> None:
         """Answer sends to `token` with `answers` in turn; the last one repeats."""
         with self._lock:
+            if "hold" in answers:
+                self._released.clear()
             self._scripts[token] = list(answers)
+
+    def delivered_to(self, token: str) -> list[Send]:
+        """The sends to `token` that FCM accepted (a phone would ring for each)."""
+        return [send for send in self.sends_to(token) if send.status == 200]
 
     def sends_to(self, token: str) -> list[Send]:
         with self._lock:
@@ -141,7 +170,9 @@ class FcmServer:
         with self._arrived:
             script = self._scripts.get(token)
             answer = (script.pop(0) if len(script) > 1 else script[0]) if script else "ok"
-            if answer == "ok":
+            if time.time() < self._outage_until:
+                answer = "unavailable"
+            if answer in ("ok", "hold"):
                 status, reply = 200, {"name": f"projects/{PROJECT_ID}/messages/{next(self._ids)}"}
             else:
                 status, grpc_status, fcm_code, text = ANSWERS[answer]
@@ -151,6 +182,8 @@ class FcmServer:
                 reply = {"error": error}
             self.sends.append(Send(time.time(), token, message, status))
             self._arrived.notify_all()
+        if answer == "hold":
+            self._released.wait(timeout=300)
         return status, reply
 
     def _handler(self):
@@ -178,8 +211,11 @@ class FcmServer:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client is gone (a killed worker, after "hold")
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass

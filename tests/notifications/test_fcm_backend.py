@@ -3,13 +3,17 @@
 import logging
 import uuid
 import warnings
+from contextlib import contextmanager
 
+import psycopg2
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import connection
 from firebase_admin import messaging
 
 from notifications.backends import FcmBackend, Outcome, Push, push_backend
 from notifications.models import DeviceToken, Notification, PushDelivery
-from notifications.services import device_register, notification_dispatch, push_abandon
+from notifications.services import PUSH_CLAIM_LOCK, device_register, notification_dispatch, push_abandon
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +53,10 @@ def test_a_push_reaches_every_active_device_with_title_body_and_data(fcm):
     assert message["data"]["fault_id"] == "1" and message["data"]["kind"] == "equipment_fault"
     assert message["android"]["priority"] == "high"
     notification = Notification.objects.get(recipient=owner)
+    # a resent copy (see below) replaces the first on the phone instead of showing twice
+    collapse_id = f"notification-{notification.pk}"
+    assert message["android"]["collapse_key"] == message["android"]["notification"]["tag"] == collapse_id
+    assert message["apns"]["headers"]["apns-collapse-id"] == collapse_id
     assert notification.status == "sent" and notification.attempts == 1
     assert notification.provider_message_id.startswith("projects/fitness-test/messages/")
     assert delivery("phone-a").status == "sent" and delivery("phone-a").provider_message_id
@@ -116,15 +124,35 @@ def test_quota_errors_are_retried_later_and_a_retry_resends_only_what_failed(fcm
     assert delivery("busy-phone").attempts == 2 and Notification.objects.get().status == "sent"
 
 
-def test_pushes_left_pending_when_retries_run_out_are_marked_failed(fcm):
+def test_pushes_left_pending_when_retries_run_out_are_marked_abandoned(fcm):
     owner = owner_with_devices("busy-phone")
     fcm.script("busy-phone", "quota")
     dispatch(owner)
 
     assert push_abandon(key="equipment_fault:1", reason="retries exhausted: quota") == 1
 
-    assert delivery("busy-phone").status == "failed"
+    assert delivery("busy-phone").status == "abandoned"
     assert Notification.objects.get().status == "failed"
+
+
+def test_dispatching_again_sends_what_was_abandoned_once_and_nothing_already_sent(fcm):
+    owner = owner_with_devices("busy-phone", "phone", "lost-phone")
+    fcm.script("busy-phone", "quota", "quota", "ok")
+    fcm.script("lost-phone", "quota")
+    dispatch(owner)
+    push_abandon(key="equipment_fault:1", reason="retries exhausted: quota")
+    DeviceToken.objects.filter(token="lost-phone").update(is_active=False)  # logged out meanwhile
+
+    replayed = dispatch(owner)  # the replayed event: FCM still refuses busy-phone once
+    again = dispatch(owner)  # its retry
+
+    assert (replayed.sent, replayed.to_retry, again.sent, again.to_retry) == (0, 1, 1, 0)
+    assert [send.status for send in fcm.sends_to("busy-phone")] == [429, 429, 200]
+    assert len(fcm.sends_to("phone")) == 1, "the device that had it is not pushed again"
+    assert len(fcm.sends_to("lost-phone")) == 1 and delivery("lost-phone").status == "abandoned"
+    assert delivery("busy-phone").status == "sent" and Notification.objects.get().status == "sent"
+    dispatch(owner)
+    assert len(fcm.sends) == 5
 
 
 def test_a_notification_to_someone_without_devices_is_stored(fcm):
@@ -160,3 +188,71 @@ def test_pushes_are_dispatched_in_batches(fcm, settings):
 
     assert report.sent == 5 and len(fcm.sends) == 5
     assert fcm.sends[0].message["android"]["priority"] == "normal"
+
+
+# --- sending: committed before the call, sent again when its sender died ------------------
+
+
+@contextmanager
+def claim_held_elsewhere(claim: int):
+    """A live sender in another process: a session of its own holding the claim's lock."""
+    db = connection.settings_dict
+    other = psycopg2.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
+                             port=db["PORT"])
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [PUSH_CLAIM_LOCK, claim])
+        yield
+    finally:
+        other.close()
+
+
+def left_sending(token: str, claim: int) -> None:
+    PushDelivery.objects.filter(device__token=token).update(status="sending", claim=claim)
+
+
+def test_a_push_whose_sender_died_during_the_call_is_sent_again_once(fcm):
+    owner = owner_with_devices("phone", "tablet")
+    dispatch(owner)
+    left_sending("phone", claim=4242)  # as a sender killed after FCM accepted leaves it: its lock died with it
+
+    report = dispatch(owner)  # the redelivered event
+
+    assert (report.sent, report.to_retry) == (1, 0)
+    assert len(fcm.sends_to("phone")) == 2 and len(fcm.sends_to("tablet")) == 1
+    assert delivery("phone").status == "sent" and delivery("phone").attempts == 2
+    dispatch(owner)
+    assert len(fcm.sends) == 3, "sent is sent: never again"
+
+
+def test_a_push_a_live_sender_is_sending_is_left_to_it_and_counted_as_not_yet_delivered(fcm):
+    owner = owner_with_devices("phone")
+    dispatch(owner)
+    left_sending("phone", claim=4343)
+
+    with claim_held_elsewhere(4343):
+        report = dispatch(owner)  # a duplicate delivery of the event, while the first is in its call
+        assert push_abandon(key="equipment_fault:1", reason="retries exhausted") == 0
+
+    assert (report.sent, report.to_retry) == (0, 1)
+    assert len(fcm.sends_to("phone")) == 1 and delivery("phone").status == "sending"
+    assert push_abandon(key="equipment_fault:1", reason="retries exhausted") == 1, "its sender is gone now"
+    assert delivery("phone").status == "abandoned"
+
+
+def test_a_call_interrupted_by_a_time_limit_leaves_the_push_sending_and_the_retry_sends_it(fcm, monkeypatch):
+    owner = owner_with_devices("phone")
+    backend = push_backend()
+
+    def interrupted(pushes):
+        raise SoftTimeLimitExceeded()  # Celery's soft time limit, raised inside the call to FCM
+
+    monkeypatch.setattr(backend, "send", interrupted)
+    with pytest.raises(SoftTimeLimitExceeded):
+        dispatch(owner)
+    assert delivery("phone").status == "sending" and delivery("phone").attempts == 1
+    monkeypatch.undo()
+
+    report = dispatch(owner)  # Celery's retry
+
+    assert (report.sent, report.to_retry) == (1, 0) and delivery("phone").attempts == 2
