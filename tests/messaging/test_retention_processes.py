@@ -14,9 +14,17 @@ from django_celery_beat.models import PeriodicTask
 from messaging.broker import publish_envelope
 from messaging.errors import BrokerUnavailable
 from messaging.events import Envelope
-from messaging.models import ProcessedEvent
+from messaging.models import DeadLetter, ProcessedEvent
 from tests.probe.events import ProbeRecordedEvent
-from tests.support import ChildProcess, WorkerProcess, broker_connection, own_vhost, queue_depth, wait_for
+from tests.support import (
+    ChildProcess,
+    WorkerProcess,
+    broker_connection,
+    dead_letter_archiver,
+    own_vhost,
+    queue_depth,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,11 +106,23 @@ def dead_letter(body: dict) -> None:
         channel.basic_reject(message.delivery_tag, requeue=False)
 
 
-def test_dlq_replay_skips_a_dead_letter_past_the_replay_window_and_leaves_it_in_the_dlq(vhost, patient_broker):
+@pytest.fixture
+def archiver(vhost, log_dir):
+    """`dlq` chooses what to replay in the history the archiver writes."""
+    archiver = dead_letter_archiver(log_dir, name="archiver-retention").start()
+    yield archiver
+    archiver.stop()
+
+
+def test_dlq_replay_skips_a_dead_letter_past_the_replay_window_and_leaves_it_in_the_dlq(
+    vhost, patient_broker, archiver
+):
     old, recent = envelope(occurred_days_ago=15), envelope(occurred_days_ago=1)
     dead_letter(old)
     dead_letter(recent)
     wait_for(lambda: queue_depth("task.submitted.dlq") == 2, timeout=60, what="two dead letters")
+    wait_for(lambda: DeadLetter.objects.filter(event_id__in=[old["event_id"], recent["event_id"]]).count() == 2,
+             timeout=120, what="both dead letters archived")
 
     out = io.StringIO()
     call_command("dlq", "replay", "--all", "--by", "ops", stdout=out)
