@@ -61,13 +61,16 @@ class ChildProcess:
 
     `start` waits until `ready` appears in its log; `stop` sends SIGTERM (a warm shutdown)
     and `kill` kill -9s the whole process group.
+
+    Its readiness line is an INFO line, so it logs at INFO unless `LOG_LEVEL` is passed:
+    the parent's LOG_LEVEL (benchmarks/stack.py sets WARNING) would otherwise hide it.
     """
 
     def __init__(self, argv: list[str], *, name: str, log_dir: Path, ready: str, **env: str | None):
         self.argv = argv
         self.name = name
         self.ready = ready.encode()
-        self.env = env
+        self.env = {"LOG_LEVEL": "INFO", **env}
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
