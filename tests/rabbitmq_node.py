@@ -25,12 +25,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests import processes
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -122,11 +123,14 @@ class RabbitMQNode:
             raise RabbitMQNodeError(reason)
         self._write_config()
         log = open(self.dir / "server.out", "ab")
-        self.process = subprocess.Popen(
-            [SERVER], env=self._env(), cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # a process group of its own (the script, beam.smp and its helpers), killed at exit at the latest
+        self.process = processes.spawn([SERVER], env=self._env(), cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self._await_startup(timeout)
+        try:
+            self._await_startup(timeout)
+        except BaseException:
+            processes.kill(self.process)
+            raise
         return self
 
     def _await_startup(self, timeout: float) -> None:
@@ -168,14 +172,18 @@ class RabbitMQNode:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop the node process (its data stays until `cleanup`)."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self._run_ctl(["stop"], timeout=timeout, check=False)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            try:
+                self._run_ctl(["stop"], timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        processes.kill(self.process)  # whatever of its group is left (or all of it, after `timeout`)
 
     def cleanup(self) -> None:
         self.stop()
