@@ -19,6 +19,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,6 +49,10 @@ class BenchStack:
         sys.path.insert(0, str(ROOT))
         self.env: dict[str, str] = {}
         self._test_db = None
+        # SIGTERM/SIGHUP end the run like Ctrl-C: `finally` blocks and __exit__ run, every
+        # process started is stopped (tests/processes.py), the database and vhost are removed
+        processes.handle_termination()
+        self._processes_before = processes.mark()
 
     def __enter__(self) -> BenchStack:
         import django
@@ -80,12 +86,20 @@ class BenchStack:
 
         from messaging.broker import close_connection
 
-        close_connection()
-        connection.close()
-        if self._test_db:
-            connection.creation.destroy_test_db(self._test_db, verbosity=0)
-        self._ctl("delete_vhost", self.vhost)
-        shutil.rmtree(self.media, ignore_errors=True)
+        # whatever the run started and left running (it failed midway): before the database goes;
+        # not the private broker node (restarted meanwhile, perhaps), which removes the vhost
+        node_process = getattr(self.node, "process", None)
+        processes.stop_all(keep=self._processes_before | {node_process.pid} if node_process else self._processes_before)
+        try:
+            close_connection()
+            connection.close()
+            if self._test_db:
+                connection.creation.destroy_test_db(self._test_db, verbosity=0)
+        finally:
+            try:
+                self._ctl("delete_vhost", self.vhost)
+            finally:
+                shutil.rmtree(self.media, ignore_errors=True)
 
 
 def celery_worker(queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
