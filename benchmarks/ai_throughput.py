@@ -102,6 +102,12 @@ def main() -> int:
                 celery_worker("task.submitted", f"ai-bench-{i}", loglevel="WARNING"),
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
+        # the relay, as the Procfile runs it: an event whose fast path failed (RabbitMQ slow to
+        # answer) is published by it, as in production, instead of counting as never read
+        workers.append(processes.spawn(
+            [sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"], cwd=ROOT, env=stack.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
         try:
             user = helper()
             branch = user.helper.branch

@@ -134,6 +134,9 @@ def main() -> int:
                                     "--workers", str(args.web_workers)], stack.env, logs / "web.log")]
         alerts = celery_worker("equipment.fault", "alerts", concurrency=args.alert_workers)
         started_processes.append(start(alerts, push_env, logs / "alerts.log"))
+        # the relay, as the Procfile runs it: publishes what a fast path could not
+        started_processes.append(start([sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"],
+                                       dict(stack.env, LOG_LEVEL="INFO"), logs / "relay.log"))
         for i in range(args.ai_workers):
             ai_env = dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1")
             nice = ["nice", "-n", str(args.ai_nice)] if args.ai_nice else []
@@ -141,9 +144,9 @@ def main() -> int:
                                            logs / f"ai-{i}.log"))
         try:
             wait_until(lambda: (logs / "alerts.log").read_text().count("push backend fcm ready") >= args.alert_workers,
-                       60, "the alert workers")
-            wait_until(lambda: Reading.objects.count() >= 20, 120, "the AI workers to be busy")
-            wait_until(lambda: post_reading("no-such-key") == 401, 60, "gunicorn")
+                       300, "the alert workers")
+            wait_until(lambda: Reading.objects.count() >= 20, 300, "the AI workers to be busy")
+            wait_until(lambda: post_reading("no-such-key") == 401, 300, "gunicorn")
             # every gunicorn worker loads the API before the clock runs
             warm_up = [threading.Thread(target=post_reading, args=("no-key",)) for _ in range(4 * args.web_workers)]
             for thread in warm_up:

@@ -30,6 +30,11 @@ def rabbitmqctl(*args: str) -> None:
 
 class BenchStack:
     def __init__(self, name: str, *, node=None):
+        if node is None and os.environ.get("BENCH_RABBITMQ_NODE"):
+            # a private node that benchmarks/verify.py started (--smoke): not the shared RabbitMQ
+            from tests.rabbitmq_node import RabbitMQNode
+
+            node = RabbitMQNode.attach(os.environ["BENCH_RABBITMQ_NODE"])
         self.run = f"{name}-{uuid.uuid4().hex[:6]}"
         self.node = node  # a tests.rabbitmq_node.RabbitMQNode instead of the shared RabbitMQ
         self.vhost = f"fitness-bench-{self.run}"
@@ -44,6 +49,8 @@ class BenchStack:
         os.environ["CELERY_BROKER_URL"] = broker_url
         os.environ["DATABASE_TEST_NAME"] = f"bench_{self.run.replace('-', '_')}"
         os.environ["MEDIA_ROOT"] = str(self.media)
+        # the children's metric files: not those of a running `make run` (var/metrics)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.media / "metrics")
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
         os.environ.setdefault("LOG_LEVEL", "WARNING")
         sys.path.insert(0, str(ROOT))
