@@ -22,6 +22,7 @@ No Django here: benchmarks and scripts import it too.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -72,6 +73,19 @@ class RabbitMQNode:
         self.port = free_port()
         self.dist_port = free_port()
         self.process: subprocess.Popen | None = None
+
+    def describe(self) -> str:
+        """What another process needs to `attach` to this running node (JSON)."""
+        return json.dumps({"name": self.short_name, "cookie": self.cookie, "dir": str(self.dir), "port": self.port,
+                           "dist_port": self.dist_port})
+
+    @classmethod
+    def attach(cls, description: str) -> RabbitMQNode:
+        """The node another process started and described: its URLs and `ctl`, never its life cycle."""
+        info = json.loads(description)
+        node = cls(info["name"], cookie=info["cookie"], base_dir=Path(info["dir"]))
+        node.port, node.dist_port = info["port"], info["dist_port"]
+        return node
 
     # --- addresses ----------------------------------------------------------------------
     @property
