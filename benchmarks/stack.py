@@ -69,10 +69,17 @@ class BenchStack:
         from django.db import connection
 
         print(f"setting up: database {os.environ['DATABASE_TEST_NAME']}, vhost {self.vhost}", file=sys.stderr)
-        self._ctl("add_vhost", self.vhost)
-        self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-        self._test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
+        try:
+            self._ctl("add_vhost", self.vhost)
+            self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+            self._test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+            call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
+        except BaseException:
+            try:
+                self.__exit__()  # a set-up that failed midway leaves no database, vhost or media behind
+            except Exception as error:
+                print(f"cleaning up after the failed set-up: {error}", file=sys.stderr)
+            raise
         from tests.support import database_url
 
         self.env = dict(
