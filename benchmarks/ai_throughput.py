@@ -5,8 +5,8 @@
    in this process (with every core, and with one thread as each AI worker uses).
 2. End to end: N tasks (default 3000) are committed with their outbox events and
    published while the AI pool (default three `worker-ai` processes, one torch thread
-   each, as the Procfile runs them) is consuming; the clock runs from the first publish
-   to the last reading stored.
+   each, as the Procfile runs them) is consuming, with the relay running as in the
+   Procfile; the clock runs from the first publish to the last reading stored.
 
 Runs in a private database and vhost (removed at the end), with a model version trained
 for the run (`train_model` with few images: accuracy does not change the cost).

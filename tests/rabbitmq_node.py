@@ -10,6 +10,7 @@ temporary directory removed by `cleanup()`), no plugins, and its own Erlang cook
         node.stop_app(); node.start_app() # broker outage: the Erlang VM stays up
         node.restart()                    # the whole node process stops and starts again
         node.ctl("list_queues")           # any rabbitmqctl command against this node
+        RabbitMQNode.attach(node.describe())  # in another process: its URLs and ctl, not its life cycle
 
 It needs no root and no system configuration: `/etc/rabbitmq` is bypassed
 (RABBITMQ_CONF_ENV_FILE and RABBITMQ_CONFIG_FILE point into the node's directory), and
