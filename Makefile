@@ -13,11 +13,11 @@ export PYTHONUNBUFFERED := 1
 
 help:
 	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
-	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool) and run the test suite"
+	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool), the benchmarks' smoke run, the test suite"
 	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, collectstatic, setup_broker"
 	@echo "make lint   ruff"
 	@echo "make bench  the benchmarks in benchmarks/"
-	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes)"
+	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes; --smoke in make test)"
 
 setup:
 	@scripts/bootstrap.sh
@@ -43,6 +43,8 @@ run: demo-data
 test:
 	@scripts/bootstrap.sh --with-browser   # `make setup` plus headless Chromium (tests/browser/) and Prometheus (tests/deploy/)
 	@ruff check --quiet .
+	@# every benchmark scenario end to end, small (losses judged, timings not); before pytest, whose summary ends the output
+	@python benchmarks/verify.py --smoke
 	@python -m pytest
 
 lint:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.stack import ROOT, BenchStack, celery_worker, percentile  # noqa: E402
+from tests import processes  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "8766"))
 
@@ -69,7 +70,8 @@ def fill_ai_backlog(count: int) -> None:
 
 
 def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    with open(log, "ab") as out:
+        return processes.spawn(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def post_reading(key: str) -> int:
@@ -128,19 +130,23 @@ def main() -> int:
         print(f"publishing {args.backlog} AI messages to task.submitted", file=sys.stderr)
         fill_ai_backlog(args.backlog)
 
-        processes = [start([sys.executable, "-m", "gunicorn", "fitness.wsgi", "--bind", f"127.0.0.1:{PORT}",
-                            "--workers", str(args.web_workers)], stack.env, logs / "web.log")]
+        started_processes = [start([sys.executable, "-m", "gunicorn", "fitness.wsgi", "--bind", f"127.0.0.1:{PORT}",
+                                    "--workers", str(args.web_workers)], stack.env, logs / "web.log")]
         alerts = celery_worker("equipment.fault", "alerts", concurrency=args.alert_workers)
-        processes.append(start(alerts, push_env, logs / "alerts.log"))
+        started_processes.append(start(alerts, push_env, logs / "alerts.log"))
+        # the relay, as the Procfile runs it: publishes what a fast path could not
+        started_processes.append(start([sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"],
+                                       dict(stack.env, LOG_LEVEL="INFO"), logs / "relay.log"))
         for i in range(args.ai_workers):
             ai_env = dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1")
             nice = ["nice", "-n", str(args.ai_nice)] if args.ai_nice else []
-            processes.append(start(nice + celery_worker("task.submitted", f"ai-{i}"), ai_env, logs / f"ai-{i}.log"))
+            started_processes.append(start(nice + celery_worker("task.submitted", f"ai-{i}"), ai_env,
+                                           logs / f"ai-{i}.log"))
         try:
             wait_until(lambda: (logs / "alerts.log").read_text().count("push backend fcm ready") >= args.alert_workers,
-                       60, "the alert workers")
-            wait_until(lambda: Reading.objects.count() >= 20, 120, "the AI workers to be busy")
-            wait_until(lambda: post_reading("no-such-key") == 401, 60, "gunicorn")
+                       300, "the alert workers")
+            wait_until(lambda: Reading.objects.count() >= 20, 300, "the AI workers to be busy")
+            wait_until(lambda: post_reading("no-such-key") == 401, 300, "gunicorn")
             # every gunicorn worker loads the API before the clock runs
             warm_up = [threading.Thread(target=post_reading, args=("no-key",)) for _ in range(4 * args.web_workers)]
             for thread in warm_up:
@@ -174,10 +180,7 @@ def main() -> int:
             load_after = os.getloadavg()[0]
             backlog_after = queue_depth("task.submitted")
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=60)
+            processes.terminate_all(started_processes, 60)
             fcm.stop()
 
     arrived = {int(send.message["data"]["equipment_id"]): send.arrived_at for send in sends}

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.stack import ROOT, BenchStack, percentile  # noqa: E402
+from tests import processes  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 
@@ -146,7 +147,7 @@ def main() -> int:
         token = Token.objects.create(user=helper()).key
         photo = noisy_jpeg(200_000)
         body, content_type = multipart(photo)
-        server = subprocess.Popen(
+        server = processes.spawn(
             ["gunicorn", "fitness.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", str(args.workers)],
             cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -168,8 +169,7 @@ def main() -> int:
             open_figures = figures(opened, open_loop(opened, rate, args.seconds))
             open_figures["offered_rate_per_s"] = rate
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            processes.terminate(server, 30)
 
     print()
     print(f"POST /api/v1/tasks/ with a {len(photo) / 1000:.0f} KB JPEG, gunicorn with {args.workers} sync workers")

@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
+from tests import processes  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "rabbitmq-cluster.sh"
 _PROCESSED = re.compile(r"processed in [\d.]+ ms event_id=(\S+)")
@@ -146,18 +147,20 @@ def run(stack: BenchStack, cluster: LocalCluster, args) -> dict:
         return ";".join(urls[shift:] + urls[:shift])
 
     def worker(i: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            celery_worker("task.submitted", f"ai-failover-{i}"),
-            cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1", CELERY_BROKER_URL=rotated(i)),
-            stdout=open(logs / f"worker-{i}.log", "ab"), stderr=subprocess.STDOUT,
-        )
+        with open(logs / f"worker-{i}.log", "ab") as out:
+            return processes.spawn(
+                celery_worker("task.submitted", f"ai-failover-{i}"),
+                cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1", CELERY_BROKER_URL=rotated(i)),
+                stdout=out, stderr=subprocess.STDOUT,
+            )
 
-    processes = [worker(i) for i in range(args.workers)]
-    processes.append(subprocess.Popen(
-        [sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"], cwd=ROOT,
-        env=dict(stack.env, CELERY_BROKER_URL=rotated(args.workers)),
-        stdout=open(logs / "relay.log", "ab"), stderr=subprocess.STDOUT,
-    ))
+    started_processes = [worker(i) for i in range(args.workers)]
+    with open(logs / "relay.log", "ab") as out:
+        started_processes.append(processes.spawn(
+            [sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"], cwd=ROOT,
+            env=dict(stack.env, CELERY_BROKER_URL=rotated(args.workers), LOG_LEVEL="INFO"),
+            stdout=out, stderr=subprocess.STDOUT,
+        ))
     accepted: list[int] = []
     stop = threading.Event()
 
@@ -203,10 +206,7 @@ def run(stack: BenchStack, cluster: LocalCluster, args) -> dict:
         drain(cluster, stack.vhost, lambda: Reading.objects.filter(task_id__in=accepted).count(), len(accepted))
         leader_after = cluster.leader(stack.vhost, "task.submitted")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=60)
+        processes.terminate_all(started_processes, 60)
 
     read_times = sorted(
         t.timestamp() for t in Reading.objects.filter(task_id__in=accepted).values_list("created_at", flat=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.stack import BenchStack  # noqa: E402
+from tests import processes  # noqa: E402
 from tests.rabbitmq_node import RabbitMQNode, available  # noqa: E402
 
 _PROCESSED = re.compile(r"processed in [\d.]+ ms event_id=(\S+)")
@@ -56,7 +57,7 @@ class Scenario:
         self.branch = self.user.helper.branch
         self._serial = 0
 
-    def start_worker(self):
+    def launch_worker(self):
         from tests.support import WorkerProcess
 
         self._serial += 1
@@ -64,18 +65,26 @@ class Scenario:
             ["task.submitted"], name=f"ai-{self._serial}", concurrency=1, log_dir=self.log_dir,
             DJANGO_SETTINGS_MODULE="fitness.settings", ML_PRELOAD="1", TORCH_NUM_THREADS="1", LOG_LEVEL="INFO",
         )
-        self.workers.append(worker.start(timeout=120))
+        self.workers.append(worker.launch())
         return worker
 
+    def start_worker(self):
+        return self.launch_worker().wait_ready(timeout=120)
+
     def start_workers(self) -> None:
-        for _ in range(self.workers_wanted):
-            self.start_worker()
+        """Every worker loads torch and the model at once; then each is waited for."""
+        launched = [self.launch_worker() for _ in range(self.workers_wanted)]
+        for worker in launched:
+            worker.wait_ready(timeout=180)
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
-            if worker.process is not None:
-                self.logs.append(worker.log())
-                worker.stop()
+        from tests import processes
+
+        running = [worker for worker in self.workers if worker.process is not None]
+        processes.terminate_all([worker.process for worker in running], 60)  # warm shutdowns, all at once
+        for worker in running:
+            self.logs.append(worker.log())
+            worker.stop()
         self.workers = []
 
     def create_tasks(self, n: int) -> list[int]:
@@ -203,6 +212,7 @@ def run(*, tasks: int, workers: int) -> dict:
     reason = available()
     if reason:
         raise SystemExit(f"cannot run: {reason}")
+    processes.handle_termination()  # SIGTERM: the workers, the relay and the node are stopped too
     with RabbitMQNode() as node, BenchStack("faults", node=node) as stack:
         import os
 
@@ -218,13 +228,16 @@ def run(*, tasks: int, workers: int) -> dict:
         name = default_storage.save("tasks/bench/photo.jpg", ContentFile(photo))
         scenario = Scenario(stack, workers=workers, photo_name=name, photo=photo)
         results = {}
-        print(f"1/3 consumer killed: {tasks} tasks, {workers} AI workers, one killed mid-batch", file=sys.stderr)
-        results["consumer_killed"] = consumer_killed(scenario, tasks)
-        print(f"2/3 broker restart with {tasks} messages waiting", file=sys.stderr)
-        results["broker_restart"] = broker_restarted(scenario, node, tasks)
-        outage_tasks = max(10, tasks // 3)
-        print(f"3/3 broker outage: {outage_tasks} tasks submitted while RabbitMQ is down", file=sys.stderr)
-        results["broker_outage"] = broker_outage(scenario, node, outage_tasks)
+        try:
+            print(f"1/3 consumer killed: {tasks} tasks, {workers} AI workers, one killed mid-batch", file=sys.stderr)
+            results["consumer_killed"] = consumer_killed(scenario, tasks)
+            print(f"2/3 broker restart with {tasks} messages waiting", file=sys.stderr)
+            results["broker_restart"] = broker_restarted(scenario, node, tasks)
+            outage_tasks = max(10, tasks // 3)
+            print(f"3/3 broker outage: {outage_tasks} tasks submitted while RabbitMQ is down", file=sys.stderr)
+            results["broker_outage"] = broker_outage(scenario, node, outage_tasks)
+        finally:
+            scenario.stop_workers()  # a scenario that failed midway leaves none running
     return results
 
 

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
+from tests import processes  # noqa: E402
 
 SHIFT_SEED = 4242
 
@@ -197,10 +197,10 @@ def time_switches(stack: BenchStack, base, candidate, photo: bytes, switches: in
 
     user = helper()
     branch = user.helper.branch
-    worker = subprocess.Popen(
+    worker = processes.spawn(
         celery_worker("task.submitted", "ai-retrain", loglevel="WARNING"),
         cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     stop = threading.Event()
     submitted: list[int] = []
@@ -242,11 +242,7 @@ def time_switches(stack: BenchStack, base, candidate, photo: bytes, switches: in
             pass  # reported below as lost
     finally:
         stop.set()
-        worker.terminate()
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)  # the main process and its pool child
+        processes.terminate(worker, 60)  # then SIGKILL to what is left: the main process and its pool child
     read = Reading.objects.filter(task_id__in=submitted).count()
     return {
         "switches": switches,

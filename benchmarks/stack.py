@@ -19,6 +19,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,6 +30,11 @@ def rabbitmqctl(*args: str) -> None:
 
 class BenchStack:
     def __init__(self, name: str, *, node=None):
+        if node is None and os.environ.get("BENCH_RABBITMQ_NODE"):
+            # a private node that benchmarks/verify.py started (--smoke): not the shared RabbitMQ
+            from tests.rabbitmq_node import RabbitMQNode
+
+            node = RabbitMQNode.attach(os.environ["BENCH_RABBITMQ_NODE"])
         self.run = f"{name}-{uuid.uuid4().hex[:6]}"
         self.node = node  # a tests.rabbitmq_node.RabbitMQNode instead of the shared RabbitMQ
         self.vhost = f"fitness-bench-{self.run}"
@@ -42,11 +49,17 @@ class BenchStack:
         os.environ["CELERY_BROKER_URL"] = broker_url
         os.environ["DATABASE_TEST_NAME"] = f"bench_{self.run.replace('-', '_')}"
         os.environ["MEDIA_ROOT"] = str(self.media)
+        # the children's metric files: not those of a running `make run` (var/metrics)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.media / "metrics")
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fitness.settings")
         os.environ.setdefault("LOG_LEVEL", "WARNING")
         sys.path.insert(0, str(ROOT))
         self.env: dict[str, str] = {}
         self._test_db = None
+        # SIGTERM/SIGHUP end the run like Ctrl-C: `finally` blocks and __exit__ run, every
+        # process started is stopped (tests/processes.py), the database and vhost are removed
+        processes.handle_termination()
+        self._processes_before = processes.mark()
 
     def __enter__(self) -> BenchStack:
         import django
@@ -56,10 +69,17 @@ class BenchStack:
         from django.db import connection
 
         print(f"setting up: database {os.environ['DATABASE_TEST_NAME']}, vhost {self.vhost}", file=sys.stderr)
-        self._ctl("add_vhost", self.vhost)
-        self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-        self._test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
+        try:
+            self._ctl("add_vhost", self.vhost)
+            self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+            self._test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+            call_command("setup_broker", verbosity=0, stdout=open(os.devnull, "w"))
+        except BaseException:
+            try:
+                self.__exit__()  # a set-up that failed midway leaves no database, vhost or media behind
+            except Exception as error:
+                print(f"cleaning up after the failed set-up: {error}", file=sys.stderr)
+            raise
         from tests.support import database_url
 
         self.env = dict(
@@ -80,12 +100,20 @@ class BenchStack:
 
         from messaging.broker import close_connection
 
-        close_connection()
-        connection.close()
-        if self._test_db:
-            connection.creation.destroy_test_db(self._test_db, verbosity=0)
-        self._ctl("delete_vhost", self.vhost)
-        shutil.rmtree(self.media, ignore_errors=True)
+        # whatever the run started and left running (it failed midway): before the database goes;
+        # not the private broker node (restarted meanwhile, perhaps), which removes the vhost
+        node_process = getattr(self.node, "process", None)
+        processes.stop_all(keep=self._processes_before | {node_process.pid} if node_process else self._processes_before)
+        try:
+            close_connection()
+            connection.close()
+            if self._test_db:
+                connection.creation.destroy_test_db(self._test_db, verbosity=0)
+        finally:
+            try:
+                self._ctl("delete_vhost", self.vhost)
+            finally:
+                shutil.rmtree(self.media, ignore_errors=True)
 
 
 def celery_worker(queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO") -> list[str]:

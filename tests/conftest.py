@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,9 +19,17 @@ from django.core.management import call_command
 
 from fitness.celery import app as celery_app
 from messaging import broker
+from tests import processes
 from tests.support import ROOT, WebProcess, WorkerProcess, collect_static
 
 LOG_DIR = ROOT / "var" / "test-logs"
+
+
+def pytest_configure(config):
+    # SIGTERM/SIGHUP (a CI job cancelled, `kill`) end the run as Ctrl-C does: the fixtures
+    # tear down, and whatever worker, relay or broker node is left is stopped at exit
+    # (tests/processes.py); the default action would orphan them all.
+    processes.handle_termination(KeyboardInterrupt, signals=(signal.SIGTERM, signal.SIGHUP))
 
 
 def _rabbitmqctl(*args: str) -> None:

@@ -10,6 +10,7 @@ temporary directory removed by `cleanup()`), no plugins, and its own Erlang cook
         node.stop_app(); node.start_app() # broker outage: the Erlang VM stays up
         node.restart()                    # the whole node process stops and starts again
         node.ctl("list_queues")           # any rabbitmqctl command against this node
+        RabbitMQNode.attach(node.describe())  # in another process: its URLs and ctl, not its life cycle
 
 It needs no root and no system configuration: `/etc/rabbitmq` is bypassed
 (RABBITMQ_CONF_ENV_FILE and RABBITMQ_CONFIG_FILE point into the node's directory), and
@@ -22,15 +23,17 @@ No Django here: benchmarks and scripts import it too.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests import processes
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -71,6 +74,19 @@ class RabbitMQNode:
         self.port = free_port()
         self.dist_port = free_port()
         self.process: subprocess.Popen | None = None
+
+    def describe(self) -> str:
+        """What another process needs to `attach` to this running node (JSON)."""
+        return json.dumps({"name": self.short_name, "cookie": self.cookie, "dir": str(self.dir), "port": self.port,
+                           "dist_port": self.dist_port})
+
+    @classmethod
+    def attach(cls, description: str) -> RabbitMQNode:
+        """The node another process started and described: its URLs and `ctl`, never its life cycle."""
+        info = json.loads(description)
+        node = cls(info["name"], cookie=info["cookie"], base_dir=Path(info["dir"]))
+        node.port, node.dist_port = info["port"], info["dist_port"]
+        return node
 
     # --- addresses ----------------------------------------------------------------------
     @property
@@ -122,11 +138,14 @@ class RabbitMQNode:
             raise RabbitMQNodeError(reason)
         self._write_config()
         log = open(self.dir / "server.out", "ab")
-        self.process = subprocess.Popen(
-            [SERVER], env=self._env(), cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # a process group of its own (the script, beam.smp and its helpers), killed at exit at the latest
+        self.process = processes.spawn([SERVER], env=self._env(), cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self._await_startup(timeout)
+        try:
+            self._await_startup(timeout)
+        except BaseException:
+            processes.kill(self.process)
+            raise
         return self
 
     def _await_startup(self, timeout: float) -> None:
@@ -168,14 +187,18 @@ class RabbitMQNode:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop the node process (its data stays until `cleanup`)."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self._run_ctl(["stop"], timeout=timeout, check=False)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            try:
+                self._run_ctl(["stop"], timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        processes.kill(self.process)  # whatever of its group is left (or all of it, after `timeout`)
 
     def cleanup(self) -> None:
         self.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from django.conf import settings
 from kombu import Connection
 
 from fitness.celery import app as celery_app
+from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,26 +60,41 @@ class ChildProcess:
     """A long-running subprocess of this test run (same database and vhost), logging to a file.
 
     `start` waits until `ready` appears in its log; `stop` sends SIGTERM (a warm shutdown)
-    and `kill` kill -9s the whole process group.
+    and `kill` kill -9s the whole process group. It runs in a process group of its own
+    (tests/processes.py), stopped when this process exits at the latest.
+
+    Its readiness line is an INFO line, so it logs at INFO unless `LOG_LEVEL` is passed:
+    the parent's LOG_LEVEL (benchmarks/stack.py sets WARNING) would otherwise hide it.
     """
 
     def __init__(self, argv: list[str], *, name: str, log_dir: Path, ready: str, **env: str | None):
         self.argv = argv
         self.name = name
         self.ready = ready.encode()
-        self.env = env
+        self.env = {"LOG_LEVEL": "INFO", **env}
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0):
+        """`launch` it and `wait_ready`."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self):
+        """Start it without waiting (several can load at once); then `wait_ready`."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self._offset = self.log_path.stat().st_size
-        self.process = subprocess.Popen(
+        self.process = processes.spawn(
             self.argv, cwd=ROOT, env=subprocess_env(**self.env), stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
-        wait_for(self._ready, timeout=timeout, what=f"{self.name} to be ready ({self.log_path})")
+        return self
+
+    def wait_ready(self, timeout: float = 60.0):
+        try:
+            wait_for(self._ready, timeout=timeout, what=f"{self.name} to be ready ({self.log_path})")
+        except BaseException:
+            self.kill()  # never left running by a start that failed
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -92,19 +107,14 @@ class ChildProcess:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (SIGTERM): running work finishes, nothing is lost."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process:
+            processes.terminate(self.process, timeout)  # then SIGKILL to what is left of its group
         self._close()
 
     def kill(self) -> None:
         """kill -9 the whole process group (a worker's main process and its pool children)."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.process:
+            processes.kill(self.process)
         self._close()
 
     def _close(self) -> None:
@@ -251,11 +261,7 @@ class WebProcess(ChildProcess):
         )
 
     def start(self, timeout: float = 120.0):
-        try:
-            return super().start(timeout)
-        except BaseException:  # not ready in time, or exited: no gunicorn is left behind
-            self.kill()
-            raise
+        return super().start(timeout)  # gunicorn loads and warms the app before it forks
 
     @property
     def url(self) -> str:

@@ -1,0 +1,59 @@
+"""benchmarks/verify.py's judgement: a smoke run never judges a timing, always a loss."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import verify
+
+
+class Finished:
+    """A benchmark that has run: its figures, as Benchmark.result() returns them."""
+
+    def __init__(self, figures: dict | None, error: str = ""):
+        self.figures, self.error = figures, error
+
+    def result(self):
+        return self.figures, self.error
+
+
+SLOW_BUT_COMPLETE = {
+    "consume_only_tasks_per_s": 3.0, "end_to_end_tasks_per_s": 2.5, "tasks_read": 60, "tasks": 60,
+    "bare_model_images_per_s": 40.0,
+}
+
+
+@pytest.fixture
+def smoke(monkeypatch):
+    monkeypatch.setattr(verify, "SMOKE", True)
+
+
+def test_a_smoke_run_prints_a_missed_timing_target_as_not_judged(smoke):
+    row, _ = verify.throughput_row(2, Finished(SLOW_BUT_COMPLETE))
+    assert row.result == "not judged (smoke)"
+    row, _ = verify.publish_row(100, Finished({"mean_ms": 80.0, "p50_ms": 20.0, "p99_ms": 900.0,
+                                               "unpublished_after_run": 0}))
+    assert row.result == "not judged (smoke)"
+
+
+def test_a_full_run_judges_the_timing_target():
+    row, _ = verify.throughput_row(3, Finished(SLOW_BUT_COMPLETE))
+    assert row.result == "FAIL"
+
+
+def test_a_smoke_run_fails_on_tasks_never_read_pushes_missing_or_a_benchmark_that_died(smoke):
+    row, _ = verify.throughput_row(2, Finished({**SLOW_BUT_COMPLETE, "tasks_read": 59}))
+    assert row.result == "FAIL"
+    row, _ = verify.alert_row(Finished({"mean_ms": 100.0, "max_ms": 200.0, "p99_ms": 200.0, "pushes_received": 9,
+                                        "faults": 10}))
+    assert row.result == "FAIL"
+    rows, _ = verify.fault_rows(Finished(None, "faults.py failed (exit 1) before writing figures"))
+    assert [r.result for r in rows] == ["FAIL"] * 4
+
+
+def test_a_smoke_run_judges_losses_and_duplicates_of_the_fault_runs(smoke):
+    ok = {"tasks": 24, "lost": 0, "duplicate_effects": 0, "redeliveries_skipped": 0}
+    figures = {"consumer_killed": ok, "broker_restart": {**ok, "lost": 1},
+               "broker_outage": {**ok, "duplicate_effects": 2}}
+    rows, _ = verify.fault_rows(Finished(figures))
+    assert [r.result for r in rows] == ["PASS", "FAIL", "PASS", "FAIL"]
