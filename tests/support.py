@@ -7,15 +7,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from kombu import Connection
 
 from fitness.celery import app as celery_app
 from tests import processes
+from tests.rabbitmq_node import RabbitMQNode, available, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,7 +251,6 @@ class WebProcess(ChildProcess):
 
     def __init__(self, *, static_root: Path, name: str = "web", workers: int = 2, log_dir: Path,
                  **env: str | None):
-        from tests.rabbitmq_node import free_port
 
         self.port = free_port()
         super().__init__(
@@ -266,3 +267,21 @@ class WebProcess(ChildProcess):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def private_rabbitmq_node(purpose: str) -> Iterator[RabbitMQNode]:
+    """A started RabbitMQ node of the caller's own (tests/rabbitmq_node.py), for a fixture.
+
+    Skips the tests when none can start here; removed whatever happens, also when it fails to
+    start. For tests that stop the broker, or that count exactly what reaches each queue.
+    """
+    reason = available()
+    if reason:
+        pytest.skip(f"{purpose} need a private RabbitMQ node: {reason}")
+    node = RabbitMQNode()
+    try:
+        node.start()
+        yield node
+    finally:
+        node.cleanup()

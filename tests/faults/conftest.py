@@ -8,8 +8,7 @@ workers, relay and archiver against it, with this run's PostgreSQL database.
 import pytest
 from django.core.management import call_command
 
-from tests.rabbitmq_node import RabbitMQNode, available
-from tests.support import drain_queue, use_broker
+from tests.support import drain_queue, private_rabbitmq_node, use_broker
 
 # the AI consumer's model, trained once per module that uses it
 from tests.tasks.test_ai_reading import active_model, trained_model_row  # noqa: F401
@@ -17,17 +16,8 @@ from tests.tasks.test_ai_reading import active_model, trained_model_row  # noqa:
 
 @pytest.fixture(scope="session")
 def rabbitmq_node():
-    reason = available()
-    if reason:
-        pytest.skip(f"fault tests need a private RabbitMQ node: {reason}")
-    node = RabbitMQNode()
-    try:
-        node.start()
-    except Exception:
-        node.cleanup()
-        raise
-    yield node
-    node.cleanup()
+    with private_rabbitmq_node("fault tests") as node:
+        yield node
 
 
 @pytest.fixture

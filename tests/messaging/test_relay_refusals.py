@@ -24,8 +24,7 @@ from messaging.contracts import EquipmentFaultEvent
 from messaging.models import OutboxMessage
 from messaging.outbox import publish_event
 from tests.probe.events import ProbeFailingEvent, ProbeRecordedEvent
-from tests.rabbitmq_node import RabbitMQNode, available
-from tests.support import ROOT, broker_connection, subprocess_env, use_broker
+from tests.support import ROOT, broker_connection, private_rabbitmq_node, subprocess_env, use_broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,17 +61,8 @@ def drain(name: str) -> list:
 def rabbitmq_node():
     """A RabbitMQ node of this module's own: the shared one stalls for tens of seconds when many
     runs create and delete vhosts at once, and these tests count what reaches each queue."""
-    reason = available()
-    if reason:
-        pytest.skip(f"needs a private RabbitMQ node: {reason}")
-    node = RabbitMQNode()
-    try:
-        node.start()
-    except Exception:
-        node.cleanup()
-        raise
-    yield node
-    node.cleanup()
+    with private_rabbitmq_node("these tests") as node:
+        yield node
 
 
 @pytest.fixture
