@@ -251,7 +251,6 @@ class WebProcess(ChildProcess):
 
     def __init__(self, *, static_root: Path, name: str = "web", workers: int = 2, log_dir: Path,
                  **env: str | None):
-
         self.port = free_port()
         super().__init__(
             ["bash", "-c", f"exec {procfile_command('web')}"], name=name, log_dir=log_dir, ready="Worker ready",
