@@ -20,7 +20,7 @@ from notifications.services import device_register
 from tests import factories
 from tests.monitoring.support import TELEMETRY_URL, equipment, machine_client, reading
 from tests.notifications.conftest import fcm_worker_env
-from tests.support import ROOT, WorkerProcess, drain_queue, subprocess_env, wait_for
+from tests.support import ROOT, WorkerProcess, dead_letter_archiver, drain_queue, subprocess_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,6 +53,14 @@ def fcm(fcm_server):
     fcm_server.reset()
     yield fcm_server
     fcm_server.reset()  # lets go of a held answer
+
+
+@pytest.fixture
+def archiver(log_dir):
+    """`dlq replay` chooses the dead letters in the history that the archiver writes."""
+    archiver = dead_letter_archiver(log_dir, name="archiver-push-recovery").start()
+    yield archiver
+    archiver.stop()
 
 
 @pytest.fixture
@@ -104,7 +112,7 @@ def delivered(fcm, tokens=DEVICES) -> dict[str, int]:
 
 
 def test_a_fault_alert_dead_lettered_while_fcm_was_down_reaches_each_device_once_when_replayed(
-    fcm, washer, log_dir, fcm_server, fcm_credentials
+    fcm, washer, archiver, log_dir, fcm_server, fcm_credentials
 ):
     for token in DEVICES:
         fcm.script(token, "unavailable")
@@ -126,7 +134,7 @@ def test_a_fault_alert_dead_lettered_while_fcm_was_down_reaches_each_device_once
 
 
 def test_recommendations_dead_lettered_while_fcm_was_down_reach_each_device_once_when_replayed(
-    fcm, log_dir, fcm_server, fcm_credentials
+    fcm, archiver, log_dir, fcm_server, fcm_credentials
 ):
     customers = [factories.user(f"customer-{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
     for user in customers:
