@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 
 help:
 	@echo "make run    set up everything, load demo data, start every Procfile process (web, workers, relay, archiver, beat, Flower)"
-	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool), the benchmarks' smoke run, the test suite"
+	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool), ruff, the benchmarks' smoke run, the test suite"
 	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, collectstatic, setup_broker"
 	@echo "make lint   ruff"
 	@echo "make bench  benchmarks/publish.py (publish latency; the others: see README, Benchmarks)"
