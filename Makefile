@@ -12,11 +12,11 @@ export PYTHONUNBUFFERED := 1
 .PHONY: run test setup demo-data lint bench verify help
 
 help:
-	@echo "make run    set up everything, load demo data, start web, workers, relay and Flower"
-	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool), the benchmarks' smoke run, the test suite"
+	@echo "make run    set up everything, load demo data, start every Procfile process (web, workers, relay, archiver, beat, Flower)"
+	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool), ruff, the benchmarks' smoke run, the test suite"
 	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, collectstatic, setup_broker"
 	@echo "make lint   ruff"
-	@echo "make bench  the benchmarks in benchmarks/"
+	@echo "make bench  benchmarks/publish.py (publish latency; the others: see README, Benchmarks)"
 	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes; --smoke in make test)"
 
 setup:

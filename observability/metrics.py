@@ -47,7 +47,7 @@ if _values.ValueClass is _values.MutexValue and os.environ.get("PROMETHEUS_MULTI
 EVENTS_PUBLISHED = Counter(
     "fitness_events_published_total",
     "Events RabbitMQ confirmed, by event type and by who published them "
-    "(fast_path: right after the commit; relay: the outbox relay, later).",
+    "(fast_path: right after the commit; relay: the outbox relay, later; replay: a dead letter replayed).",
     ["event_type", "via"],
 )
 EVENTS_PUBLISH_FAILED = Counter(
@@ -63,7 +63,7 @@ EVENTS_CONSUMED = Counter(
 )
 EVENTS_FAILED = Counter(
     "fitness_events_failed_total",
-    "Consumer attempts that raised and were retried (1 s, 2 s, 4 s later).",
+    "Consumer attempts that raised and were retried by their queue's retry policy (fitness/topology.py).",
     ["event_type", "consumer"],
 )
 EVENTS_DEAD_LETTERED = Counter(
