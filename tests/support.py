@@ -178,6 +178,12 @@ def use_broker(url: str):
         os.environ["CELERY_BROKER_URL"] = to  # Celery prefers it over its configuration
         celery_app.conf.broker_url = to
         settings.CELERY_BROKER_URL = to
+        # Celery's own pools keep connections to the old URL: a job sent with `apply_async`
+        # (ml.retrain) would still go to the old vhost and its workers
+        if celery_app._pool is not None:
+            celery_app._pool.force_close_all()
+            celery_app._pool = None
+        celery_app.amqp._producer_pool = None
 
     switch(url)
     try:
