@@ -30,7 +30,7 @@ is and never replayed (there is no event to publish).
 Why the error is in PostgreSQL. Celery rejects a failed message with `basic.reject`, which
 cannot carry a reason; the consumer records its exception (`consumer_failure_record`,
 called from `EventConsumerTask.on_failure`) on the same `DeadLetter` row, keyed by queue
-and event id, before the message is rejected. `dlq show` joins it to the messages.
+and event id, before the message is rejected; `dlq show` shows it with the rest of the row.
 
 Replaying. Each selected dead letter is taken from its `.dlq` (unacknowledged), published
 again through the normal path (`messaging.broker.publish_envelope`: the events exchange,

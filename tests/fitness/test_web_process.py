@@ -57,7 +57,7 @@ def assets_of(html: bytes) -> list[str]:
     return parser.urls
 
 
-def test_the_admin_pages_stylesheets_are_served_hashed_compressed_and_cached_for_a_year(web):
+def test_the_admin_pages_stylesheets_are_served_hashed_compressed_and_cached_for_ten_years(web):
     status, _, html = get(web, "/admin/login/")
     assert status == 200
     stylesheets = [url for url in assets_of(html) if url.endswith(".css")]
