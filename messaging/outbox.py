@@ -155,8 +155,9 @@ def _back_off(cursor, table: str, row_id: int, error: str) -> None:
     """Record a refusal; the row waits OUTBOX_REFUSED_BACKOFF_SECONDS × 2^(refusals before), capped."""
     cursor.execute(
         f"UPDATE {table} SET publish_attempts = publish_attempts + 1, refusals = refusals + 1,"
-        f" last_attempt_at = clock_timestamp(), last_error = %s,"
-        f" next_attempt_at = clock_timestamp()"
+        # one clock reading for both: the recorded wait is exactly the backoff
+        f" last_attempt_at = statement_timestamp(), last_error = %s,"
+        f" next_attempt_at = statement_timestamp()"
         f"   + make_interval(secs => LEAST(%s * power(2, LEAST(refusals, 30)), %s))"
         f" WHERE id = %s",
         [error[:2000], settings.OUTBOX_REFUSED_BACKOFF_SECONDS, settings.OUTBOX_REFUSED_BACKOFF_MAX_SECONDS, row_id],
