@@ -3,7 +3,7 @@ import json
 import re
 import sys
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -19,6 +19,7 @@ from messaging.dead_letters import (
     dead_letters_replay,
 )
 from messaging.errors import BrokerUnavailable
+from messaging.management.formatting import clip, when
 
 MAX_ROWS = 200
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -44,15 +45,6 @@ def event_id(text: str) -> str:
         return str(uuid.UUID(text.strip()))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an event id (a UUID): {text!r}") from None
-
-
-def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def clip(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class Command(BaseCommand):

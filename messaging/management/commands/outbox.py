@@ -3,6 +3,7 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
+from messaging.management.formatting import clip, when
 from messaging.models import OutboxMessage
 from messaging.outbox import OutboxOperationError, outbox_discard, outbox_retry
 
@@ -17,15 +18,6 @@ def outbox_id(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"not an outbox message id (a positive number): {text!r}")
     return value
-
-
-def when(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def clip(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class Command(BaseCommand):
