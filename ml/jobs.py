@@ -2,6 +2,8 @@
 
 They carry no payload: the queued RetrainingRun rows are the requests, so a job that runs
 twice, or finds nothing queued, does no harm.
+
+Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*Retraining on confirmed photos*).
 """
 
 from __future__ import annotations
