@@ -2,6 +2,7 @@
 docs/decisions.md, and every relative link of the README and docs/ reaches a file (and a
 heading) that exists."""
 
+import os
 import re
 from pathlib import Path
 
@@ -16,11 +17,12 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def project_text_files():
-    for path in ROOT.rglob("*"):
-        if any(part in SKIPPED_DIRS for part in path.relative_to(ROOT).parts):
-            continue
-        if path.is_file() and (path.suffix in TEXT_SUFFIXES or path.name in TEXT_NAMES):
-            yield path
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [name for name in dirs if name not in SKIPPED_DIRS]
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix in TEXT_SUFFIXES or name in TEXT_NAMES:
+                yield path
 
 
 def prose(markdown: str) -> str:
