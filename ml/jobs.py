@@ -1,9 +1,9 @@
 """Plain Celery jobs of the `mlops` queue (routed by name, `ml.*`; see fitness.topology).
 
+Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*Retraining on confirmed photos*).
+
 They carry no payload: the queued RetrainingRun rows are the requests, so a job that runs
 twice, or finds nothing queued, does no harm.
-
-Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*Retraining on confirmed photos*).
 """
 
 from __future__ import annotations
