@@ -1,5 +1,7 @@
 """Retraining runs: fine-tune, evaluate on held-out samples, promote or reject.
 
+Documented in docs/operating.md (*Retraining on confirmed photos*).
+
     request ──▶ RetrainingRun (queued) ──▶ ml.retrain job on `mlops` ──▶ retrain_pending()
       │  enough new samples (ML_RETRAIN_MIN_NEW_SAMPLES), the schedule, `manage.py retrain`
       ▼

@@ -1,5 +1,7 @@
 """The gauges GET /metrics computes at scrape time: RabbitMQ, queue depths, the outbox, retraining.
 
+Documented in docs/operating.md (*Metrics*).
+
 `observability.metrics` defines the counters and histograms that every process records and
 must stay a leaf (the outbox and the consumers import it); what reads the outbox, the broker
 and the retraining runs to compute gauges lives here instead, imported by the web's

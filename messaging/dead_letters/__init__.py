@@ -1,5 +1,7 @@
 """Dead letters: what died, why, and sending it back (DG-04: nothing lost, nothing done twice).
 
+Documented in docs/operating.md (*Dead letters*).
+
 Where a dead letter lives. RabbitMQ dead-letters a message that its consumer gave up on
 (`rejected`: retries exhausted, or a permanent error) or that kept killing its workers
 (`delivery_limit`) to the dead-letter exchange, which copies it to two queues (see
