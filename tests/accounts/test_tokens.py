@@ -19,6 +19,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.api import TokenObtainView
+from accounts.services import token_issue
 from tasks.models import LaundryTask
 from tests import factories
 
@@ -226,3 +227,19 @@ def factories_upload():
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("laundry.jpg", factories.photo_bytes(), content_type="image/jpeg")
+
+
+def test_the_retention_prune_deletes_tokens_some_days_after_they_expired(settings):
+    from messaging.retention import prune_all
+
+    settings.AUTH_TOKEN_RETENTION_DAYS = 7
+    user = factories.user()
+    for days_past_expiry in (8, 6, -1):
+        token = token_issue(user=user).instance
+        AuthToken.objects.filter(pk=token.pk).update(expiry=timezone.now() - timedelta(days=days_past_expiry))
+
+    (result,) = prune_all(tables=["auth-tokens"])
+
+    assert result.deleted == 1
+    assert sorted(round((timezone.now() - e).total_seconds() / 86400) for e in
+                  AuthToken.objects.values_list("expiry", flat=True)) == [-1, 6]
