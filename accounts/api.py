@@ -15,7 +15,7 @@ from accounts.authentication import TokenAuthentication
 from accounts.services import token_issue, token_revoke, token_revoke_all
 
 
-class TokenSerializer(serializers.Serializer):
+class IssuedTokenSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Send it as `Authorization: Token <token>`. Shown only this once.")
     expiry = serializers.DateTimeField(help_text="When the token stops working; then sign in again.")
 
@@ -43,7 +43,7 @@ class TokenObtainView(APIView):
         request={"application/x-www-form-urlencoded": AuthTokenSerializer, "multipart/form-data": AuthTokenSerializer,
                  "application/json": AuthTokenSerializer},
         responses={
-            200: TokenSerializer,
+            200: IssuedTokenSerializer,
             400: OpenApiResponse(description="Wrong username or password, or one of them missing."),
         },
         examples=[OpenApiExample("signed in", response_only=True, status_codes=["200"], value={
@@ -56,7 +56,7 @@ class TokenObtainView(APIView):
         user = serializer.validated_data["user"]
         issued = token_issue(user=user)
         user_logged_in.send(sender=type(user), request=request, user=user)
-        return Response(TokenSerializer({"token": issued.key, "expiry": issued.expiry}).data)
+        return Response(IssuedTokenSerializer({"token": issued.key, "expiry": issued.expiry}).data)
 
 
 class LogoutView(APIView):

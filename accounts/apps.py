@@ -5,3 +5,6 @@ class AccountsConfig(AppConfig):
     """Sign-in of the apps: knox tokens (hashed, expiring, revocable) and their authentication."""
 
     name = "accounts"
+
+    def ready(self) -> None:
+        from accounts import schema  # noqa: F401  (registers the OpenAPI security scheme)
