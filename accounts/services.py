@@ -10,7 +10,7 @@ Each sign-in issues a new token; signing out deletes it, signing out everywhere 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
@@ -51,35 +51,36 @@ def legacy_token_expiry(now: datetime | None = None) -> datetime:
 
 def legacy_tokens_import(
     *, legacy_model: type[models.Model], token_model: type[models.Model] = AuthToken,
-    now: datetime | None = None, dry_run: bool = False,
+    now: datetime | None = None, delete_plaintext: bool = True, dry_run: bool = False,
 ) -> int:
-    """Move DRF's plaintext tokens (rest_framework.authtoken) into knox's table, hashed; how many.
+    """Copy DRF's plaintext tokens (rest_framework.authtoken) into knox's table, hashed; how many
+    were not there yet.
 
     The app keeps sending the same key and it keeps working, now through knox, until
-    `legacy_token_expiry` (the sunset): then it is refused like any expired token and the app
-    signs in again. The plaintext rows are deleted in the same transaction. Safe to run again
-    (a key already brought in is not duplicated): the data migration runs it once, and
-    `manage.py import_legacy_tokens` catches the tokens that web processes of the previous
-    release issued while the deploy rolled out.
+    `legacy_token_expiry` of the copy (the sunset): then it is refused like any expired token
+    and the app signs in again. A key copied before keeps its copy as it was, so this is safe
+    to run again. The data migration copies and keeps the plaintext rows (`delete_plaintext=False`),
+    because web processes of the previous release still authenticate with them until the deploy
+    has rolled out; `manage.py import_legacy_tokens` then copies the tokens those processes issued
+    meanwhile and deletes the plaintext rows.
 
     The models are parameters so that the data migration can pass its historical ones.
     """
     expiry = legacy_token_expiry(now)
     with transaction.atomic():
         legacy = list(legacy_model.objects.select_for_update().values_list("key", "user_id"))
+        digests = {hash_token(key): (key, user_id) for key, user_id in legacy}
+        known = set(token_model.objects.filter(digest__in=list(digests)).values_list("digest", flat=True))
+        new = {digest: row for digest, row in digests.items() if digest not in known}
         if dry_run:
-            return len(legacy)
+            return len(new)
         token_model.objects.bulk_create(
             [
-                token_model(digest=hash_token(key), token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH], user_id=user_id,
-                            expiry=expiry)
-                for key, user_id in legacy
+                token_model(digest=digest, token_key=key[: CONSTANTS.TOKEN_KEY_LENGTH], user_id=user_id, expiry=expiry)
+                for digest, (key, user_id) in new.items()
             ],
-            ignore_conflicts=True,  # the digest is the primary key: a key brought in before stays as it was
+            ignore_conflicts=True,  # a copy made meanwhile stays as it was
         )
-        legacy_model.objects.filter(key__in=[key for key, _ in legacy]).delete()
-    return len(legacy)
-
-
-def token_lifetime() -> timedelta:
-    return knox_settings.TOKEN_TTL
+        if delete_plaintext:
+            legacy_model.objects.filter(key__in=[key for key, _ in legacy]).delete()
+    return len(new)

@@ -147,42 +147,43 @@ def test_an_old_plaintext_token_keeps_working_after_the_migration_then_is_refuse
 
     run_the_data_migration()
 
-    assert not Token.objects.exists(), "no plaintext key is left in the database"
-    (moved,) = AuthToken.objects.filter(user=user)
-    assert old_key not in (moved.digest, moved.token_key) and len(moved.token_key) == 15
+    (copy,) = AuthToken.objects.filter(user=user)
+    assert old_key not in (copy.digest, copy.token_key) and len(copy.token_key) == 15, "stored hashed"
+    assert Token.objects.filter(key=old_key).exists(), "the previous release's web processes still use it"
     assert works(old_key), "the app's token works without it signing in again"
     sunset = migrated_at + knox_settings.TOKEN_TTL
-    assert abs((moved.expiry - sunset).total_seconds()) < 60
-    with clock_at(moved.expiry - timedelta(minutes=1)):
+    assert abs((copy.expiry - sunset).total_seconds()) < 60
+    with clock_at(copy.expiry - timedelta(minutes=1)):
         assert works(old_key)
-    with clock_at(moved.expiry + timedelta(seconds=1)):
+    with clock_at(copy.expiry + timedelta(seconds=1)):
         assert not works(old_key)
 
 
-def test_the_command_moves_the_tokens_issued_during_the_deploy_and_is_safe_to_run_again(capsys):
+def test_after_the_rollout_the_command_copies_what_the_old_release_issued_and_deletes_the_plaintext(capsys):
     early, late = factories.user(), factories.user()
     early_key = Token.objects.create(user=early).key
     run_the_data_migration()
+    early_expiry = AuthToken.objects.get().expiry
     late_key = Token.objects.create(user=late).key  # issued by a web process of the previous release
 
     call_command("import_legacy_tokens", "--dry-run")
-    assert "1 plaintext token(s) would move" in capsys.readouterr().out and Token.objects.exists()
+    assert "1 plaintext token(s) would be copied to knox and 2 plaintext row(s) deleted" in capsys.readouterr().out
+    assert Token.objects.count() == 2
     call_command("import_legacy_tokens")
     call_command("import_legacy_tokens")
 
     out = capsys.readouterr().out
-    assert "1 plaintext token(s) moved to knox" in out and "0 plaintext token(s) moved" in out
-    assert not Token.objects.exists() and AuthToken.objects.count() == 2
+    assert "1 plaintext token(s) copied to knox" in out and "2 plaintext row(s) deleted" in out
+    assert "0 plaintext token(s) copied to knox" in out and "0 plaintext row(s) deleted" in out
+    assert not Token.objects.exists(), "no plaintext key is left in the database"
+    assert AuthToken.objects.count() == 2 and AuthToken.objects.get(user=early).expiry == early_expiry
     assert works(early_key) and works(late_key)
 
 
-def test_a_token_brought_in_twice_is_not_duplicated():
-    user = factories.user()
-    key = Token.objects.create(user=user).key
+def test_the_data_migration_is_safe_to_run_again():
+    key = Token.objects.create(user=factories.user()).key
     run_the_data_migration()
-    Token.objects.create(user=user, key=key)  # e.g. restored from a backup
-
-    call_command("import_legacy_tokens", stdout=None)
+    run_the_data_migration()
 
     assert AuthToken.objects.count() == 1 and works(key)
 

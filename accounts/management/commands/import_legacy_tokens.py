@@ -6,19 +6,25 @@ from accounts.services import legacy_token_expiry, legacy_tokens_import
 
 class Command(BaseCommand):
     help = (
-        "Move the plaintext API tokens of before knox (rest_framework.authtoken) into knox's table, "
-        "hashed, each good until one AUTH_TOKEN_TTL_HOURS from now, and delete the plaintext rows. "
-        "The migration accounts 0001 did this once; run it after a deploy has rolled out, for the "
-        "tokens that web processes of the previous release issued meanwhile. Safe to run again."
+        "Run once a deploy of knox tokens has rolled out: copy the plaintext API tokens of before "
+        "knox (rest_framework.authtoken) that are not in knox's table yet into it, hashed, each good "
+        "until one AUTH_TOKEN_TTL_HOURS from now, and delete every plaintext row. The migration "
+        "accounts 0001 copied the tokens there were; this catches those that web processes of the "
+        "previous release issued while the deploy rolled out. Safe to run again."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--dry-run", action="store_true", help="Count the tokens that would move; change nothing.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count the tokens that would be copied; change nothing."
+        )
 
     def handle(self, *args, dry_run, **options):
-        moved = legacy_tokens_import(legacy_model=Token, dry_run=dry_run)
+        plaintext = Token.objects.count()
+        copied = legacy_tokens_import(legacy_model=Token, dry_run=dry_run)
         if dry_run:
-            self.stdout.write(f"{moved} plaintext token(s) would move to knox (nothing changed)")
+            self.stdout.write(f"{copied} plaintext token(s) would be copied to knox and {plaintext} plaintext "
+                              "row(s) deleted (nothing changed)")
         else:
             until = legacy_token_expiry().strftime("%Y-%m-%d %H:%M UTC")
-            self.stdout.write(f"{moved} plaintext token(s) moved to knox, hashed; they work until about {until}")
+            self.stdout.write(f"{copied} plaintext token(s) copied to knox, hashed (working until about {until}); "
+                              f"{plaintext} plaintext row(s) deleted")
