@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import TokenAuthentication
 from accounts.services import token_issue, token_revoke, token_revoke_all
+from accounts.signals import signed_out_everywhere
 
 
 class IssuedTokenSerializer(serializers.Serializer):
@@ -77,7 +79,8 @@ class LogoutView(APIView):
 
 
 class LogoutAllView(APIView):
-    """Sign out everywhere (e.g. a lost phone): every token of the user stops working."""
+    """Sign out everywhere (e.g. a lost phone): every token of the user stops working, and no
+    device of theirs gets pushes any more (their apps register again at the next sign-in)."""
 
     authentication_classes = [TokenAuthentication]
     permission_classes = [IsAuthenticated]
@@ -85,10 +88,14 @@ class LogoutAllView(APIView):
     @extend_schema(
         operation_id="auth_logout_all", summary="Sign out everywhere: revoke every token of the user",
         request=None,
-        responses={204: OpenApiResponse(description="None of the user's tokens works any more."),
+        responses={204: OpenApiResponse(description=(
+                       "None of the user's tokens works any more, and none of their devices gets pushes."
+                   )),
                    401: OpenApiResponse(description="Missing, wrong, expired or already revoked token.")},
     )
     def post(self, request):
-        token_revoke_all(user=request.user)
+        with transaction.atomic():  # the tokens and the devices, together or not at all
+            token_revoke_all(user=request.user)
+            signed_out_everywhere.send(sender=type(request.user), user=request.user)
         user_logged_out.send(sender=type(request.user), request=request, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

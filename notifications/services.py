@@ -85,6 +85,13 @@ def device_unregister(*, user: AbstractBaseUser, token: str) -> bool:
     )
 
 
+def device_unregister_all(*, user: AbstractBaseUser, reason: str) -> int:
+    """Stop pushes to every device of the user (they signed out everywhere); how many were active."""
+    return DeviceToken.objects.filter(user=user, is_active=True).update(
+        is_active=False, deactivated_at=timezone.now(), deactivation_reason=reason[:200]
+    )
+
+
 @dataclass
 class DispatchReport:
     notifications: int = 0  # recipients handled (new or earlier)

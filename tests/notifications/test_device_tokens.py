@@ -92,3 +92,19 @@ def test_a_user_re_registering_their_own_token_still_gets_200():
 
     assert register(app, "mine").status_code == 200
     assert DeviceToken.objects.get().is_active
+
+
+def test_signing_out_everywhere_stops_pushes_to_every_device_of_the_user(fcm):
+    lost_phone_owner, colleague = factories.user(staff=True), factories.user()
+    app = factories.api_client_for(lost_phone_owner)
+    register(app, "lost-phone")
+    register(app, "tablet")
+    register(factories.api_client_for(colleague), "colleagues-phone")
+
+    assert app.post("/api/v1/auth/logout-all/").status_code == 204
+
+    assert set(DeviceToken.objects.filter(is_active=True).values_list("token", flat=True)) == {"colleagues-phone"}
+    assert DeviceToken.objects.get(token="lost-phone").deactivation_reason == "signed out everywhere"
+    alert(lost_phone_owner, "equipment_fault:1")
+    alert(colleague, "equipment_fault:2")
+    assert [send.token for send in fcm.sends] == ["colleagues-phone"]
