@@ -14,7 +14,7 @@ urlpatterns = [
     path("tasks/", TaskListCreateView.as_view(), name="task-list"),
     path("tasks/<int:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<int:task_id>/confirm/", TaskConfirmView.as_view(), name="task-confirm"),
-    # by name, not import: the producer side imports nothing from `notifications` (DG-03)
+    # by name, not import: the producer side imports nothing from `notifications` (DG-03 in docs/decisions.md)
     path("", include("monitoring.urls")),
     path("", include("notifications.urls")),
 ]

@@ -361,7 +361,7 @@ LOGGING = {
     },
 }
 
-# --- Equipment monitoring and push notifications (issue 5) ---------------------------
+# --- Equipment monitoring and push notifications -------------------------------------
 # Fault rules: error codes and thresholds, each with a severity ("info", "warning",
 # "critical"); see monitoring/rules.py. The environment variable MONITORING_FAULT_RULES
 # (a JSON object of the same shape) replaces these defaults.
