@@ -5,6 +5,7 @@ digest (the database never holds a usable token), with a fixed expiry REST_KNOX[
 after it was issued. Expiry is not extended by use (knox's AUTO_REFRESH is off): a stolen
 token is good for at most that long, and authenticating never writes (accounts/authentication.py).
 Each sign-in issues a new token; signing out deletes it, signing out everywhere deletes them all.
+The API and the sunset of the old tokens: docs/api.md, Tokens.
 """
 
 from __future__ import annotations
