@@ -1,7 +1,7 @@
 """The apps' API tokens: issue, revoke, and bring in the tokens of before knox.
 
 A token is knox's: 64 random hex characters that the app gets once, stored as a SHA-512
-digest (the database never holds a usable token), with a fixed expiry REST_KNOX["TOKEN_TTL"]
+digest (knox's table never holds a usable token), with a fixed expiry REST_KNOX["TOKEN_TTL"]
 after it was issued. Expiry is not extended by use (knox's AUTO_REFRESH is off): a stolen
 token is good for at most that long, and authenticating never writes (accounts/authentication.py).
 Each sign-in issues a new token; signing out deletes it, signing out everywhere deletes them all.
