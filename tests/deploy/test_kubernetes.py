@@ -150,12 +150,13 @@ def test_every_worker_pool_and_the_web_have_a_disruption_budget():
     budgets = {
         d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in of_kind("PodDisruptionBudget").values()
     }
-    assert {"web", "worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "fitness-rabbitmq"} <= budgets
+    assert {"web", "worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "worker-audit",
+            "fitness-rabbitmq"} <= budgets
 
 
 def test_keda_scales_each_worker_pool_on_its_queue_over_http():
     scaled = of_kind("ScaledObject")
-    assert set(scaled) == {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify"}
+    assert set(scaled) == {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "worker-audit"}
     for name, item in scaled.items():
         assert item["apiVersion"] == "keda.sh/v1alpha1"
         assert item["spec"]["scaleTargetRef"]["name"] == name

@@ -62,12 +62,15 @@ def test_the_fast_path_publishes_the_envelope_as_the_message_body(route_events):
     assert delivered.properties["delivery_mode"] == 2  # persistent
 
 
-def test_an_event_without_a_route_is_refused_before_anything_is_written():
-    from fitness.topology import UnknownRoute
-
+def test_an_event_nobody_subscribes_to_stays_in_the_outbox_refused_by_rabbitmq():
+    # The producer knows no subscriber: it publishes with the event type for routing key, and
+    # RabbitMQ's mandatory return says that no queue is bound for it.
     class UnroutedEvent(ProbeRecordedEvent):
         event_type = "UnroutedEvent"
 
-    with pytest.raises(UnknownRoute):
-        publish_event(UnroutedEvent(label="nowhere"))
-    assert OutboxMessage.objects.count() == 0
+    with transaction.atomic():
+        message = publish_event(UnroutedEvent(label="nowhere"))
+
+    row = OutboxMessage.objects.get(pk=message.pk)
+    assert (row.queue, row.published_at, row.refusals) == ("UnroutedEvent", None, 1)
+    assert "no queue is bound for routing key 'UnroutedEvent'" in row.last_error
