@@ -6,6 +6,7 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DJANGO_SETTINGS_MODULE=fitness.settings LOG_FORMAT=json
 WORKDIR /app
 
+# requirements.txt only: the runtime, none of the test tooling (requirements-dev.txt).
 # torch and torchvision from PyTorch's CPU index first: the image runs on CPUs, and the
 # default (CUDA) wheels would add several GB for nothing.
 COPY requirements.txt .
