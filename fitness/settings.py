@@ -62,6 +62,8 @@ MIDDLEWARE = [
     # /static/ from STATIC_ROOT (collectstatic), before anything else does work for a request
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "messaging.middleware.CorrelationIdMiddleware",
+    # 411/413 (JSON) for a body without Content-Length or over DATA_UPLOAD_MAX_MEMORY_SIZE, unread
+    "fitness.request_limits.RequestBodyLimitMiddleware",
     "fitness.health.AnyHostForProbesMiddleware",  # probes and scrapes address pods by IP
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -380,6 +382,14 @@ if os.environ.get("MONITORING_FAULT_RULES"):
 # Telemetry: readings per request, how far a machine's clock may run ahead, and how old a
 # buffered reading may be.
 MONITORING_TELEMETRY_MAX_READINGS = env_int("MONITORING_TELEMETRY_MAX_READINGS", 500)
+# The largest body any endpoint reads (the photo upload has its own limit, PHOTO_MAX_BYTES): a
+# telemetry batch of MONITORING_TELEMETRY_MAX_READINGS readings. One reading is at most
+# TELEMETRY_READING_MAX_JSON_BYTES of JSON (213 with the longest value of every field, measured by
+# tests/fitness/test_request_limits.py); twice that per reading leaves room for pretty-printing, plus
+# 64 KiB: 321536 bytes with 500 readings. A larger body is refused unread with a JSON 413 naming the
+# limit (fitness/request_limits.py); Django's own default (2.5 MB) would be eight times that.
+TELEMETRY_READING_MAX_JSON_BYTES = 256
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * MONITORING_TELEMETRY_MAX_READINGS * TELEMETRY_READING_MAX_JSON_BYTES + 64 * 1024
 MONITORING_MAX_CLOCK_SKEW_SECONDS = env_int("MONITORING_MAX_CLOCK_SKEW_SECONDS", 60)
 MONITORING_MAX_READING_AGE_SECONDS = env_int("MONITORING_MAX_READING_AGE_SECONDS", 7 * 24 * 3600)
 # Push notifications: "fcm" (firebase-admin) or "inbox" (stored only, the default when no
