@@ -3,12 +3,13 @@
 from django.urls import include, path
 from rest_framework.authtoken.views import ObtainAuthToken
 
+from fitness.throttling import LOGIN_THROTTLES
 from tasks.api import TaskConfirmView, TaskDetailView, TaskListCreateView
 
 app_name = "api-v1"
 
 urlpatterns = [
-    path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
+    path("auth/token/", ObtainAuthToken.as_view(throttle_classes=LOGIN_THROTTLES), name="auth-token"),
     path("tasks/", TaskListCreateView.as_view(), name="task-list"),
     path("tasks/<int:task_id>/", TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<int:task_id>/confirm/", TaskConfirmView.as_view(), name="task-confirm"),

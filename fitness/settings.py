@@ -6,6 +6,7 @@ variables; the defaults are the local development services (PostgreSQL and Rabbi
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "notifications",
     "observability",
     "django_celery_beat",  # beat's schedule lives in PostgreSQL (beat runs its DatabaseScheduler)
+    "axes",  # the admin login locks out after AXES_FAILURE_LIMIT failures (fitness/throttling.py)
 ]
 
 MIDDLEWARE = [
@@ -71,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns axes' lockout into the 429 (fitness.throttling)
 ]
 
 ROOT_URLCONF = "fitness.urls"
@@ -180,7 +183,41 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # POST /api/v1/auth/token/: attempts per username and per client address (fitness/throttling.py)
+    "DEFAULT_THROTTLE_RATES": {
+        "login-username": env("LOGIN_THROTTLE_USERNAME_RATE", "20/min"),
+        "login-address": env("LOGIN_THROTTLE_ADDRESS_RATE", "60/min"),
+    },
+    # The proxies in front of the web that append the client's address to X-Forwarded-For (the
+    # ingress: 1 in deploy/kubernetes/config.yaml); 0: the header is not believed, REMOTE_ADDR is.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
+
+# --- Credential guessing (fitness/throttling.py) ------------------------------------------
+# The throttles' counts live in Django's cache, shared by every worker and pod: PostgreSQL (the
+# database cache; `manage.py createcachetable` creates its table: make setup, the migrate Job).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "fitness_cache",
+        # culling forgets counts: only far beyond what the attempts of a minute leave behind
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    }
+}
+# The admin login (django-axes): AXES_FAILURE_LIMIT failed logins of a username, or from an
+# address, within AXES_COOLOFF_TIME lock that username or address out for AXES_COOLOFF_TIME (429
+# with Retry-After); a successful login clears the count. The API's token endpoint is throttled by
+# DRF instead (AXES_ONLY_ADMIN_SITE).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 20)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "fitness.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "fitness.throttling.admin_lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what axes is for; no table of every successful login
+AXES_VERBOSE = False  # no banner at every start; a lockout is logged by fitness.throttling
 SPECTACULAR_SETTINGS = {
     "TITLE": "Laundry-branch network API",
     "DESCRIPTION": "The helpers' mobile app API: register laundry tasks with a photo, follow their AI reading.",

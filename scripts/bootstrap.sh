@@ -134,6 +134,8 @@ wait_for_port 15672 "the RabbitMQ management API" 60
 # --- Schema and topology --------------------------------------------------------------
 say "migrating the database"
 "$VENV/bin/python" manage.py migrate --noinput -v 0
+# the database cache's table (CACHES): the login throttles' counts, shared by every web worker
+"$VENV/bin/python" manage.py createcachetable
 # The admin's, Swagger UI's and ReDoc's files, hashed and compressed, into STATIC_ROOT
 # (var/static), where the web process (WhiteNoise) serves them from.
 say "collecting static files"

@@ -202,7 +202,7 @@ def test_every_referenced_secret_and_config_map_exists():
 
 def test_jobs_migrate_and_declare_the_broker():
     jobs = {name: container(job)["command"] for name, job in of_kind("Job").items()}
-    assert jobs == {"migrate": ["python", "manage.py", "migrate", "--noinput"],
+    assert jobs == {"migrate": ["sh", "-c", "python manage.py migrate --noinput && python manage.py createcachetable"],
                     "setup-broker": ["python", "manage.py", "setup_broker"]}
 
 
