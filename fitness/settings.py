@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,9 +34,56 @@ def env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me-in-production")
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+# --- Development or production -------------------------------------------------------------
+# DJANGO_ENV=production (the image and deploy/kubernetes/ set it) refuses to start without a
+# secret key and allowed hosts from the environment, and turns on what a site behind a TLS
+# ingress needs (below, "Behind the TLS ingress"); `manage.py check --deploy` then prints no
+# warning. The default, development, runs on a laptop with the public key below.
+DJANGO_ENV = env("DJANGO_ENV", "development").strip().lower()
+if DJANGO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
+# Public (it is in the repository): `check --deploy` flags it (security.W009), production refuses it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-key-it-is-public-never-use-it-in-production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+if PRODUCTION:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", "").strip()
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_SECRET_KEY in the environment "
+                                   "(50 or more random characters); none is set")
+    if SECRET_KEY.startswith("django-insecure-") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs a DJANGO_SECRET_KEY of 50 or more random characters "
+                                   "(not the development key, not a placeholder); the one set is refused")
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS in the environment "
+                                   "(the site's host names, comma-separated); none is set")
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_ENV=production refuses DJANGO_DEBUG: it shows settings and code to anyone")
+else:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+# --- Behind the TLS ingress (production) ------------------------------------------------------
+# The ingress terminates TLS and says so in X-Forwarded-Proto (it sets the header, a client's own
+# never reaches the web): request.is_secure() is then true, so the API builds https:// URLs and
+# the admin's POSTs pass Django's origin check. Plain http is redirected to https, except the
+# probes and the scrape, which kubelet and Prometheus make over http to the pod's IP.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
+SECURE_SSL_REDIRECT = PRODUCTION
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # fitness.health.PROBE_AND_SCRAPE_PATHS
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+# HSTS: browsers use https only, for a year, subdomains included, and may preload the domain
+# (submitting it to the browsers' preload list is a separate, deliberate step).
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600) if PRODUCTION else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Origins (scheme://host) whose POSTs the admin accepts besides its own, e.g. https://admin.example.com
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -466,7 +514,8 @@ except OSError:
     PROMETHEUS_MULTIPROC_DIR = os.path.join(tempfile.gettempdir(), f"fitness-metrics-{os.getuid()}")
     os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
-# GET /metrics is open unless this is set; then it needs `Authorization: Bearer <token>`.
+# GET /metrics needs `Authorization: Bearer <token>` when this is set; unset, it is open in
+# development and closed (403) in production (observability/views.py).
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 # A port on which Celery workers and the relay serve their own process's /metrics (one
 # pod each in Kubernetes, where the web's /metrics cannot see their files); unset: off.
