@@ -520,8 +520,15 @@ METRICS_TOKEN = env("METRICS_TOKEN", "")
 # A port on which Celery workers and the relay serve their own process's /metrics (one
 # pod each in Kubernetes, where the web's /metrics cannot see their files); unset: off.
 METRICS_EXPORTER_PORT = env_int("METRICS_EXPORTER_PORT", 0) or None
+# The address it listens on: this host only in development; in production the pod's every
+# address, for Prometheus, which alone may reach the port (deploy/kubernetes/network-policy.yaml).
+METRICS_EXPORTER_ADDRESS = env("METRICS_EXPORTER_ADDRESS", "0.0.0.0" if PRODUCTION else "127.0.0.1")
 # RabbitMQ's management API (http[s]://user:password@host:15672); empty: the first broker
 # of CELERY_BROKER_URL on port 15672 with the broker's credentials. Queue depths come from
 # it (ready, unacked, consumers), or from passive declares (no unacked) when it is down.
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", "")
 QUEUE_STATS_TIMEOUT_SECONDS = env_float("QUEUE_STATS_TIMEOUT_SECONDS", 2.0)
+# A process reads the queue depths (a management API call with the broker's administrator
+# credentials) and the outbox backlog at most once in this many seconds, however often /metrics
+# is scraped; the management API's own figures are up to 5 s old anyway. 0: every call reads.
+STATS_CACHE_SECONDS = env_float("STATS_CACHE_SECONDS", 5.0)

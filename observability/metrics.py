@@ -238,13 +238,12 @@ class SystemCollector(Collector):
         yield consumers
 
     def _outbox(self) -> Iterator[Metric]:
-        from messaging.models import OutboxMessage
-        from messaging.outbox import outbox_backlog
+        from messaging.outbox import outbox_backlog, outbox_refused_count
 
         up = GaugeMetricFamily("fitness_outbox_stats_up", "1 when the outbox backlog below could be read, else 0.")
         try:
             count, age = outbox_backlog()
-            refused = OutboxMessage.objects.failing().count()
+            refused = outbox_refused_count()
         except Exception as exc:  # PostgreSQL is down
             logger.warning("outbox backlog unavailable for /metrics: %s", exc)
             up.add_metric([], 0)

@@ -176,3 +176,10 @@ def test_in_production_with_a_token_metrics_need_it():
     assert Client().get("/metrics").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").status_code == 200
+
+
+def test_the_worker_exporters_listen_on_this_host_only_unless_in_production():
+    show = ["shell", "-c", "from django.conf import settings; print(settings.METRICS_EXPORTER_ADDRESS)"]
+    assert manage(*show, DJANGO_ENV=None, METRICS_EXPORTER_ADDRESS=None).stdout.split()[-1] == "127.0.0.1"
+    # in a pod, Prometheus scrapes the pod's address; the NetworkPolicy admits only Prometheus
+    assert manage(*show, **PRODUCTION, METRICS_EXPORTER_ADDRESS=None).stdout.split()[-1] == "0.0.0.0"
