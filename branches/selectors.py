@@ -5,9 +5,22 @@ from branches.models import Branch, BranchOffer, CustomerPreference, Helper
 
 
 def helper_branch(*, user: AbstractBaseUser) -> Branch | None:
-    """The branch a user works at as a helper, or None when they are not a helper."""
-    helper = Helper.objects.select_related("branch").filter(user_id=user.pk).first()
-    return helper.branch if helper else None
+    """The branch a user works at as a helper, or None when they are not a helper.
+
+    The one place that finds it, and free when the user came with it: authentication that
+    loads the user with `select_related("helper__branch")` fills the cache this reads. Else
+    one query, whose answer (also "no helper") is cached on the user for the rest of the
+    request.
+    """
+    if user.pk is None:  # anonymous
+        return None
+    descriptor = type(user).helper  # the reverse side of Helper.user
+    if not descriptor.is_cached(user):
+        descriptor.related.set_cached_value(
+            user, Helper.objects.select_related("branch").filter(user_id=user.pk).first()
+        )
+    helper = descriptor.related.get_cached_value(user)
+    return helper.branch if helper is not None else None
 
 
 def owns_a_branch(*, user: AbstractBaseUser) -> bool:
