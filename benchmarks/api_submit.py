@@ -195,11 +195,9 @@ def main() -> int:
     port = int(os.environ.get("BENCH_PORT") or free_port())
     floor_port = int(os.environ.get("BENCH_FLOOR_PORT") or free_port())
     with BenchStack("api") as stack:
-        from rest_framework.authtoken.models import Token
+        from tests.factories import api_token, helper, noisy_jpeg
 
-        from tests.factories import helper, noisy_jpeg
-
-        token = Token.objects.create(user=helper()).key
+        token = api_token(helper())
         photo = noisy_jpeg(200_000)
         body, content_type = multipart(photo)
         headers = {"Authorization": f"Token {token}", "Content-Type": content_type}

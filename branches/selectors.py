@@ -7,20 +7,18 @@ from branches.models import Branch, BranchOffer, CustomerPreference, Helper
 def helper_branch(*, user: AbstractBaseUser) -> Branch | None:
     """The branch a user works at as a helper, or None when they are not a helper.
 
-    The one place that finds it, and free when the user came with it: authentication that
-    loads the user with `select_related("helper__branch")` fills the cache this reads. Else
-    one query, whose answer (also "no helper") is cached on the user for the rest of the
-    request.
+    Free when the user came with it: API token authentication loads the helper row and its
+    branch with the user in its one query (accounts/authentication.py). Else one query.
     """
-    if user.pk is None:  # anonymous
-        return None
-    descriptor = type(user).helper  # the reverse side of Helper.user
-    if not descriptor.is_cached(user):
-        descriptor.related.set_cached_value(
-            user, Helper.objects.select_related("branch").filter(user_id=user.pk).first()
-        )
-    helper = descriptor.related.get_cached_value(user)
-    return helper.branch if helper is not None else None
+    helper_of_user = Helper.user.field.remote_field  # the reverse one-to-one, user.helper
+    if helper_of_user.is_cached(user):
+        helper = helper_of_user.get_cached_value(user)  # None: loaded, and not a helper
+        if helper is None:
+            return None
+        if Helper.branch.is_cached(helper):
+            return helper.branch
+    helper = Helper.objects.select_related("branch").filter(user_id=user.pk).first()
+    return helper.branch if helper else None
 
 
 def owns_a_branch(*, user: AbstractBaseUser) -> bool:

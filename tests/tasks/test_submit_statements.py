@@ -16,7 +16,7 @@ from tests import factories
 from tests.support import drain_queue
 
 URL = "/api/v1/tasks/"
-AUTHENTICATION = ["SELECT authtoken_token", "SELECT branches_helper"]
+AUTHENTICATION = ["SELECT knox_authtoken"]  # the token, its user, the helper row and its branch
 # the in-request fast path after the commit: the relay's work, which issue 15 moves out of the request
 FAST_PATH = ["BEGIN", "SET messaging_outboxmessage", "UPDATE messaging_outboxmessage", "COMMIT"]
 
