@@ -75,11 +75,16 @@ class _Publisher(threading.local):
             self.next_tag = 1  # RabbitMQ numbers a confirm channel's publishes 1, 2, 3...
         return self.producer
 
-    def discard(self) -> None:
+    def discard(self, *, failed: bool = True) -> None:
+        """Drop the connection. A failed one is cut without the closing handshake: a blocked
+        broker does not read it, and waiting for its close-ok would hang."""
         connection, self.connection, self.producer = self.connection, None, None
         if connection is not None:
             try:
-                connection.release()
+                if failed:
+                    connection.collect()
+                else:
+                    connection.release()
             except Exception:  # it is already broken; closing is best effort
                 logger.debug("closing a failed broker connection raised", exc_info=True)
 
@@ -170,7 +175,10 @@ class _Publisher(threading.local):
                         f"RabbitMQ confirmed {len(messages) - len(in_flight)} of {len(messages)} message(s)"
                         f" within {CONFIRM_TIMEOUT_SECONDS:g} s (blocked by an alarm, or overloaded)"
                     )
-                self.connection.drain_events(timeout=remaining)
+                try:
+                    self.connection.drain_events(timeout=remaining)
+                except TimeoutError:
+                    continue  # the deadline's error says how far it got
         finally:
             for name, handler in handlers:
                 channel.events[name].discard(handler)
@@ -276,4 +284,4 @@ def publish_envelope(queue: str, body: dict[str, Any], *, headers: dict[str, Any
 
 
 def close_connection() -> None:
-    _publisher.discard()
+    _publisher.discard(failed=False)
