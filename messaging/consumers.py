@@ -24,6 +24,8 @@ What the decorator gives every handler, so that no handler repeats it:
 
 The Celery task is named after the event type: that name is the only thing producer and
 consumer share, so either side can be deployed without the other.
+
+Documented in docs/architecture.md (*Consumers*, *Delivery guarantees*).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Plain Celery jobs of the `mlops` queue (routed by name, `ml.*`; see fitness.topology).
 
+Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*Retraining on confirmed photos*).
+
 They carry no payload: the queued RetrainingRun rows are the requests, so a job that runs
 twice, or finds nothing queued, does no harm.
 """

@@ -2,7 +2,7 @@
 
 Code elsewhere calls the small functions below (`event_published`, `consumer_observed`, …),
 never prometheus-client itself, so names, labels and buckets stay in this file and in the
-README's table.
+Metrics table of docs/operating.md.
 
 Counters and histograms use prometheus-client's multiprocess mode: each process (gunicorn
 workers, Celery pool children, the relay) writes its values to files in

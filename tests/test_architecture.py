@@ -1,4 +1,4 @@
-"""Architecture rules that keep the processes independent (DG-02, DG-03)."""
+"""Architecture rules that keep the processes independent (DG-02, DG-03 in docs/decisions.md)."""
 
 import ast
 import subprocess

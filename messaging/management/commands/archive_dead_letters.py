@@ -1,3 +1,8 @@
+"""The `dead-letters` process: consumes `dead-letters.archive` and records every dead letter in PostgreSQL.
+
+Documented in docs/operating.md (*Dead letters*) and docs/architecture.md (*Consumers*).
+"""
+
 import logging
 import signal
 import time
