@@ -258,7 +258,7 @@ def main() -> int:
           f"left unpublished: {stranded}")
     caller = free["caller"]
     verdict = "PASS" if caller["mean_ms"] <= 10 else "FAIL"
-    print(f"seed target: average publish <= 10 ms -> {caller['mean_ms']:.3f} ms  {verdict}")
+    print(f"verification plan target: average publish <= 10 ms -> {caller['mean_ms']:.3f} ms  {verdict}")
     if args.json:
         payload = {
             **{k: caller[k] for k in ("mean_ms", "p50_ms", "p99_ms")},
