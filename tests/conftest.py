@@ -95,9 +95,7 @@ class _Relay:
         url = celery_app.conf.broker_url  # the session's vhost, or the private node a test switched to
         if self.process is None or self.url != url:
             self.stop()
-            # the shared broker is slow to open a connection at times (vhosts come and go): wait, not back off
-            self.process = outbox_relay(self.log_dir, "relay-session", CELERY_BROKER_CONNECTION_TIMEOUT="30")
-            self.process.start(timeout=120)
+            self.process = outbox_relay(self.log_dir, "relay-session").start(timeout=120)
             self.url = url
         return self.process
 

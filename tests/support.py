@@ -207,6 +207,8 @@ def outbox_relay(log_dir: Path, name: str = "relay", *args: str, **env: str | No
     `publish_event` commits needs one running (the `relay` fixture, or its own).
     """
     args = args or ("--interval", "1")
+    # the shared broker is slow to open a connection at times (vhosts come and go): wait, not back off
+    env = {"CELERY_BROKER_CONNECTION_TIMEOUT": "30", **env}
     return CommandProcess("relay_outbox", *args, name=name, log_dir=log_dir, ready="outbox relay started", **env)
 
 

@@ -53,7 +53,8 @@ def test_the_relay_delivers_it_exactly_once_when_the_broker_is_back(probe_worker
 
     out = subprocess.run(
         [sys.executable, "manage.py", "relay_outbox", "--once"],
-        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=subprocess_env(CELERY_BROKER_CONNECTION_TIMEOUT="30"), capture_output=True, text=True,
+        timeout=120,
     )
 
     assert out.returncode == 0, out.stderr
@@ -74,7 +75,8 @@ def test_two_relays_running_at_once_publish_every_event_exactly_once(broker_url,
     relays = [
         subprocess.Popen(
             [sys.executable, "manage.py", "relay_outbox", "--once", "--batch-size", "5"],
-            cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT, env=subprocess_env(CELERY_BROKER_CONNECTION_TIMEOUT="30"), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
         )
         for _ in range(2)
     ]
