@@ -102,8 +102,7 @@ def main() -> int:
                 celery_worker("task.submitted", f"ai-bench-{i}", loglevel="WARNING"),
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
-        # the relay, as the Procfile runs it: an event whose fast path failed (RabbitMQ slow to
-        # answer) is published by it, as in production, instead of counting as never read
+        # the relay, as the Procfile runs it: the one publisher of the events committed below
         workers.append(processes.spawn(
             [sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"], cwd=ROOT, env=stack.env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -123,7 +122,7 @@ def main() -> int:
                 for task in tasks:
                     publish_event(TaskSubmittedEvent(task_id=task.pk, branch_id=branch.pk, helper_id=user.pk,
                                                      photo=photo_name))
-            # the commit ran every event's fast path: all are published now
+            # committed: the relay, woken by the commit's NOTIFY, publishes them now
             published = time.time()
             deadline = started + 600
             done = 0

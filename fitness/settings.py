@@ -329,9 +329,9 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # --- The event outbox ------------------------------------------------------------------
 # Published outbox rows are kept this long for audit, then pruned by the relay.
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
-# How often the relay looks for rows the fast path could not publish.
-OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 1.0)
-OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
+# How often the relay scans when no NOTIFY woke it (a lost notification only delays this long).
+OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 5.0)
+OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
 # A row RabbitMQ refuses (unroutable, nacked) waits this long before its next attempt,
 # doubling with each refusal up to the maximum; the rows behind it are published meanwhile.
 OUTBOX_REFUSED_BACKOFF_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_SECONDS", 5.0)

@@ -50,7 +50,7 @@ if _values.ValueClass is _values.MutexValue and os.environ.get("PROMETHEUS_MULTI
 EVENTS_PUBLISHED = Counter(
     "fitness_events_published_total",
     "Events RabbitMQ confirmed, by event type and by who published them "
-    "(fast_path: right after the commit; relay: the outbox relay, later; replay: a dead letter replayed).",
+    "(relay: the outbox relay, the one publisher of committed events; replay: a dead letter replayed).",
     ["event_type", "via"],
 )
 EVENTS_PUBLISH_FAILED = Counter(
@@ -107,7 +107,7 @@ ALERT_LATENCY = Histogram(
 
 # Label values known in advance start at 0 in every process, so that their series exist (and
 # rate() and the alerting rules in deploy/prometheus/ see them) before the first event.
-PUBLISHED_VIA = ("fast_path", "relay")
+PUBLISHED_VIA = ("relay",)
 ALERT_SEVERITIES = ("info", "warning", "critical")  # monitoring.models.Fault.Severity
 
 
