@@ -239,6 +239,12 @@ OUTBOX_REFUSED_BACKOFF_MAX_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_MAX_SECON
 # --- The AI model ----------------------------------------------------------------------
 # How often an AI worker checks which model version is active (hot reload, no restart).
 ML_RELOAD_CHECK_SECONDS = env_float("ML_RELOAD_CHECK_SECONDS", 2.0)
+# Dynamic batching in an AI worker (ml.batching): at most ML_BATCH_MAX photos per forward pass,
+# gathered for at most ML_BATCH_WAIT_MS after the first. The worker runs as many threads
+# (Procfile `worker-ai`, deploy/kubernetes/worker-ai.yaml), so that many photos can be in hand.
+# Defaults for three instances on two cores; a 1-CPU pod uses the same (see README).
+ML_BATCH_MAX = env_int("ML_BATCH_MAX", 8)
+ML_BATCH_WAIT_MS = env_float("ML_BATCH_WAIT_MS", 10.0)
 
 # --- Retraining on owner-confirmed photos (ml.retraining) ---------------------------------
 # The share of confirmed photos (by hash) that are held out to judge candidates, never trained on.
