@@ -220,7 +220,11 @@ CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
-CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)  # Flower sees tasks without `-E`
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower sees tasks without `-E`
+# Celery's Django fixup closes a task's database connection before and after every task unless
+# this is set (then every this many tasks): a new PostgreSQL connection per message. Workers
+# keep theirs and apply Django's own rule per task instead (fitness/celery.py).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
