@@ -2,8 +2,8 @@
 """Fault alert latency while the AI pool is busy: telemetry POST → push at the FCM server.
 
 The whole path runs as in production: gunicorn (the Procfile's `web`) takes a telemetry
-POST with an error code, opens the fault and commits its event (outbox fast path), the
-`worker-alerts` pool (2 processes, PUSH_BACKEND=fcm) pushes through the real
+POST with an error code, opens the fault and commits its event to the outbox, the relay
+publishes it, the `worker-alerts` pool (2 processes, PUSH_BACKEND=fcm) pushes through the real
 firebase-admin SDK to a local server that speaks the FCM v1 and OAuth endpoints, and
 the clock stops when the push request arrives there. Meanwhile N AI messages (default
 10,000) wait in `task.submitted` and the AI pool (three `worker-ai` processes) works on
@@ -134,7 +134,7 @@ def main() -> int:
                                     "--workers", str(args.web_workers)], stack.env, logs / "web.log")]
         alerts = celery_worker("equipment.fault", "alerts", concurrency=args.alert_workers)
         started_processes.append(start(alerts, push_env, logs / "alerts.log"))
-        # the relay, as the Procfile runs it: publishes what a fast path could not
+        # the relay, as the Procfile runs it: the one publisher of committed events
         started_processes.append(start([sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"],
                                        dict(stack.env, LOG_LEVEL="INFO"), logs / "relay.log"))
         for i in range(args.ai_workers):

@@ -1,17 +1,17 @@
 #!/usr/bin/env python
-"""DG-04 measured under faults: messages lost and effects duplicated when things break.
+"""DG-04 (docs/decisions.md) measured under faults: messages lost and effects duplicated when things break.
 
 Three scenarios on the real AI path (TaskSubmittedEvent -> the `worker-ai` consumer), on a
 private RabbitMQ node (tests/rabbitmq_node.py; the shared RabbitMQ is never stopped) and a
 private database:
 
 1. consumer killed: three AI workers read a batch; one is killed with SIGKILL mid-batch
-   and started again (the seed's "consumer killed and restarted: 0 lost").
+   and started again (the verification plan's "consumer killed and restarted: 0 lost").
 2. broker restart: a batch waits in the queue with no worker running; the RabbitMQ node
    is stopped and started again; then the workers read it.
 3. broker outage: RabbitMQ is stopped (`stop_app`) while tasks are submitted through
    `task_submit` (as the API does: each its own transaction, answered at once); it is
-   started again; the relay publishes what the fast path could not; the workers read it.
+   started again; the relay publishes what was committed meanwhile; the workers read it.
 
 Lost = tasks accepted but never read; duplicate effects = events whose handler committed
 more than once (from the workers' "processed" log lines; a redelivery that was skipped as
@@ -191,7 +191,7 @@ def broker_outage(scenario: Scenario, node: RabbitMQNode, n: int) -> dict:
         DJANGO_SETTINGS_MODULE="fitness.settings",
     ).start()
     accepted: list[int] = []
-    # every submit's fast path fails while RabbitMQ is down and logs it; once is enough here
+    # the relay's attempts fail while RabbitMQ is down and it logs each; once is enough here
     logging.getLogger("messaging.outbox").setLevel(logging.CRITICAL)
     try:
         node.stop_app()

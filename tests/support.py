@@ -201,6 +201,18 @@ class CommandProcess(ChildProcess):
         super().__init__([sys.executable, "manage.py", *args], name=name, log_dir=log_dir, ready=ready, **env)
 
 
+def outbox_relay(log_dir: Path, name: str = "relay", *args: str, **env: str | None) -> CommandProcess:
+    """`manage.py relay_outbox` (the Procfile's relay), scanning every second unless `args` say otherwise.
+
+    The only publisher of outbox events: a test that expects an event to reach a queue after
+    `publish_event` commits needs one running (the `relay` fixture, or its own).
+    """
+    args = args or ("--interval", "1")
+    # the shared broker is slow to open a connection at times (vhosts come and go): wait, not back off
+    env = {"CELERY_BROKER_CONNECTION_TIMEOUT": "30", **env}
+    return CommandProcess("relay_outbox", *args, name=name, log_dir=log_dir, ready="outbox relay started", **env)
+
+
 def dead_letter_archiver(log_dir: Path, name: str = "archiver") -> CommandProcess:
     return CommandProcess(
         "archive_dead_letters", name=name, log_dir=log_dir, ready="dead-letter archiver consuming"

@@ -58,7 +58,7 @@ def largest_batch(task_ids) -> int:
     return max(counts.values(), default=0)
 
 
-def test_a_poison_photo_inside_a_batch_fails_alone(private_broker, active_model, log_dir):
+def test_a_poison_photo_inside_a_batch_fails_alone(private_broker, relay, active_model, log_dir):
     good = [good_photo(f"good-{i}", seed=i) for i in range(7)]
     poison = default_storage.save("tasks/batch/poison.jpg", ContentFile(b"\xff\xd8\xff\xe0 not a jpeg at all"))
     tasks = tasks_with_photos([*good[:3], poison, *good[3:]])
@@ -90,7 +90,8 @@ def test_a_poison_photo_inside_a_batch_fails_alone(private_broker, active_model,
     assert handled_more_than_once(log) == {}
 
 
-def test_a_retry_inside_a_batch_keeps_its_own_schedule_and_dead_letter(private_broker, active_model, log_dir):
+def test_a_retry_inside_a_batch_keeps_its_own_schedule_and_dead_letter(private_broker, relay, active_model,
+                                                                     log_dir):
     # A directory where the photo should be: opening it is an OSError, not a missing file, so
     # the attempt is retried (1, 2, 4 s). One such photo is repaired after its first failure.
     media = Path(default_storage.location)
