@@ -6,6 +6,7 @@ per photo), which is how these tests see that the others were read together.
 """
 
 import re
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -137,4 +138,26 @@ def test_a_retry_inside_a_batch_keeps_its_own_schedule_and_dead_letter(private_b
     assert LaundryTask.objects.filter(pk__in=others, status="analyzed").count() == 7
     assert largest_batch([t.pk for t in tasks]) > 1, "the others were read in batches"
     assert ProcessedEvent.objects.filter(consumer="ml.read_task_photo").count() == 7
+    assert handled_more_than_once(log) == {}
+
+
+def test_sigterm_finishes_the_batch_in_hand(private_broker, relay, active_model, log_dir):
+    # a long wait: the photos are handed in and wait for their batch when SIGTERM arrives
+    worker = ai_worker("ai-batch-sigterm", log_dir, ML_BATCH_MAX="8", ML_BATCH_WAIT_MS="3000").start()
+    tasks = tasks_with_photos([good_photo(f"term-{i}", seed=30 + i) for i in range(5)])
+    events = publish_all(tasks)
+    wait_for(lambda: all(f"TaskSubmittedEvent[{e}] received" in worker.log() for e in events.values()),
+             timeout=60, what="every message to be in hand")
+    assert not Reading.objects.exists(), "still waiting for the batch"
+
+    worker.process.send_signal(signal.SIGTERM)
+    worker.process.wait(timeout=60)
+    log = worker.log()
+    worker.stop()
+
+    assert "warm shutdown" in log.lower()
+    assert Reading.objects.filter(task__in=tasks).count() == 5
+    assert largest_batch([t.pk for t in tasks]) == 5, "the five were read in one pass"
+    assert ProcessedEvent.objects.filter(consumer="ml.read_task_photo").count() == 5
+    assert queue_depth("task.submitted") == 0
     assert handled_more_than_once(log) == {}
