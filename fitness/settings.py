@@ -322,6 +322,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower sees tasks without `-E`
+# Celery's Django fixup closes a task's database connection before and after every task unless
+# this is set (then every this many tasks): a new PostgreSQL connection per message. Workers
+# keep theirs and apply Django's own rule per task instead (fitness/celery.py).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
@@ -340,6 +344,12 @@ OUTBOX_REFUSED_BACKOFF_MAX_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_MAX_SECON
 # --- The AI model ----------------------------------------------------------------------
 # How often an AI worker checks which model version is active (hot reload, no restart).
 ML_RELOAD_CHECK_SECONDS = env_float("ML_RELOAD_CHECK_SECONDS", 2.0)
+# Dynamic batching in an AI worker (ml.batching): at most ML_BATCH_MAX photos per forward pass,
+# gathered for at most ML_BATCH_WAIT_MS after the first. The worker runs as many threads
+# (Procfile `worker-ai`, deploy/kubernetes/worker-ai.yaml), so that many photos can be in hand.
+# Defaults for three instances on two cores; a 1-CPU pod uses the same (see README).
+ML_BATCH_MAX = env_int("ML_BATCH_MAX", 8)
+ML_BATCH_WAIT_MS = env_float("ML_BATCH_WAIT_MS", 10.0)
 
 # --- Retraining on owner-confirmed photos (ml.retraining) ---------------------------------
 # The share of confirmed photos (by hash) that are held out to judge candidates, never trained on.
