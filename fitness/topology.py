@@ -302,9 +302,9 @@ class DeclaredTopology:
 def declare_topology(connection: Connection, *, recreate_outdated: bool = False) -> DeclaredTopology:
     """Declare every exchange, queue and binding; idempotent. Says what it declared.
 
-    A worker declares only the queues it consumes, never the dead-letter side, and a
-    rejected message whose dead-letter exchange does not exist is dropped silently; so
-    this runs before any worker or publisher (`manage.py setup_broker`).
+    Nothing else declares anything (`celery_queues` are `no_declare`), and a rejected
+    message whose dead-letter exchange does not exist is dropped silently; so this runs
+    before any worker or publisher (`manage.py setup_broker`).
     `recreate_outdated`: see `_declare_holding_queue`.
     """
     result = DeclaredTopology(declared=[], problems=[])
