@@ -114,7 +114,8 @@ def test_setup_broker_declares_the_topology_and_nothing_else(declared):
 
 
 def test_the_relay_publishes_and_cannot_consume_or_declare(declared):
-    envelope = Envelope.wrap(ProbeFailingEvent(label="relay", attempt_log="/dev/null"), correlation_id="users").as_message_body()
+    event = ProbeFailingEvent(label="relay", attempt_log="/dev/null")
+    envelope = Envelope.wrap(event, correlation_id="users").as_message_body()
     with use_broker(declared.url("relay")):
         publish_envelope("task.submitted", envelope)  # confirmed by RabbitMQ
     with declared.connection("relay") as connection:
@@ -170,7 +171,8 @@ def test_a_worker_consumes_and_retries_with_its_user_and_the_archiver_takes_the_
         assert any(worker.argv[worker.argv.index("-n") + 1].split("@")[0] in name for reply in replies
                    for name in reply), replies
         attempts = tmp_path / "attempts.log"
-        envelope = Envelope.wrap(ProbeFailingEvent(label="users", attempt_log=str(attempts)), correlation_id="users").as_message_body()
+        event = ProbeFailingEvent(label="users", attempt_log=str(attempts))
+        envelope = Envelope.wrap(event, correlation_id="users").as_message_body()
         with use_broker(declared.url("relay")):
             publish_envelope("task.submitted", envelope)
         # 1 attempt and 3 retries (native delayed delivery), then the .dlq and the archive

@@ -31,7 +31,8 @@ class Command(BaseCommand):
             self.stdout.write(kubernetes_yaml(vhost), ending="")
         elif format == "table":
             for user in broker_users.BROKER_USERS:
-                self.stdout.write(f"{user.name}  ({user.purpose}){'  tags: ' + ','.join(user.tags) if user.tags else ''}")
+                tags = f"  tags: {','.join(user.tags)}" if user.tags else ""
+                self.stdout.write(f"{user.name}  ({user.purpose}){tags}")
                 for right, pattern in user.permissions().items():
                     self.stdout.write(f"    {right:<9} {pattern}")
         else:
