@@ -42,7 +42,7 @@ from django.db import connection, transaction
 
 from fitness import topology
 from messaging.correlation import correlation_scope, log_scope
-from messaging.dead_letters import consumer_failure_record
+from messaging.dead_letters.failures import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
 from messaging.models import ProcessedEvent

@@ -51,6 +51,22 @@ def test_a_smoke_run_fails_on_tasks_never_read_pushes_missing_or_a_benchmark_tha
     assert [r.result for r in rows] == ["FAIL"] * 4
 
 
+UPLOADS = {"requests_per_s": 70.0, "p99_ms": 400.0, "errors": 0, "ratio_to_floor": 0.13,
+           "floor": {"requests_per_s": 540.0, "errors": 0}, "open_loop": {"errors": 0}}
+
+
+def test_slow_uploads_are_judged_in_a_full_run_only_failed_ones_in_a_smoke_run_too(monkeypatch):
+    row, _ = verify.upload_row(Finished(UPLOADS))
+    assert row.result == "FAIL" and "0.13 of the floor's 540" in row.measured
+    row, _ = verify.upload_row(Finished({**UPLOADS, "ratio_to_floor": 0.6, "p99_ms": 55.0}))
+    assert row.result == "PASS"
+    monkeypatch.setattr(verify, "SMOKE", True)
+    row, _ = verify.upload_row(Finished(UPLOADS))
+    assert row.result == "not judged (smoke)"
+    row, _ = verify.upload_row(Finished({**UPLOADS, "errors": 3}))
+    assert row.result == "FAIL" and "3 failed requests" in row.measured
+
+
 def test_a_smoke_run_judges_losses_and_duplicates_of_the_fault_runs(smoke):
     ok = {"tasks": 24, "lost": 0, "duplicate_effects": 0, "redeliveries_skipped": 0}
     figures = {"consumer_killed": ok, "broker_restart": {**ok, "lost": 1},
