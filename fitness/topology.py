@@ -195,17 +195,20 @@ class Subscriber:
             "x-overflow": "reject-publish",
         }
 
-    def as_kombu_queue(self) -> Queue:
+    def as_kombu_queue(self, *, no_declare: bool = False) -> Queue:
         """The queue as Celery knows it: bound with its own name, the key Celery routes its
         retries by and native delayed delivery copies. The event types' bindings are
         declared by `declare_topology` (`event_bindings`): kombu drops a queue's exchange
-        once it has several bindings, and Celery needs the exchange to route a retry."""
+        once it has several bindings, and Celery needs the exchange to route a retry; and
+        binding the event types to the delayed-delivery exchange too would let a delayed
+        retry of one subscriber's copy reach every subscriber of the event type."""
         return Queue(
             self.name,
             exchange=EVENTS_EXCHANGE,
             routing_key=self.name,
             durable=True,
             queue_arguments=self.arguments,
+            no_declare=no_declare,
         )
 
     def event_bindings(self) -> list[binding]:
@@ -259,7 +262,7 @@ WORK_QUEUES: tuple[Subscriber, ...] = (
                events=EVENT_TYPES),
 )
 
-_CELERY_QUEUES: list[Queue] = [queue.as_kombu_queue() for queue in WORK_QUEUES]
+_CELERY_QUEUES: list[Queue] = [queue.as_kombu_queue(no_declare=True) for queue in WORK_QUEUES]
 
 # Plain Celery jobs (not events), by task name pattern.
 TASK_ROUTES: dict[str, dict] = {
@@ -321,7 +324,7 @@ def add_subscriber(subscriber: Subscriber) -> Subscriber:
     if any(queue.name == subscriber.name for queue in WORK_QUEUES):
         raise ValueError(f"a queue named {subscriber.name!r} is declared already")
     WORK_QUEUES = (*WORK_QUEUES, subscriber)
-    _CELERY_QUEUES.append(subscriber.as_kombu_queue())
+    _CELERY_QUEUES.append(subscriber.as_kombu_queue(no_declare=True))
     return subscriber
 
 
@@ -346,8 +349,13 @@ def queues_for_process(process: str) -> list[str]:
 
 
 def celery_queues() -> list[Queue]:
-    """The queues Celery knows; a worker declares only those it consumes (`-Q`). One list,
-    which `add_subscriber` extends, given to the Celery app as its `task_queues`."""
+    """The queues Celery knows, never declared by Celery: `setup_broker` declares them.
+
+    Neither a worker (its `-Q` queues) nor a publisher (a job's queue) declares a queue, its
+    exchange or its binding, so their RabbitMQ users need no configure right on the topology
+    and cannot delete any of it (fitness/broker_users.py). One list, which `add_subscriber`
+    extends, given to the Celery app as its `task_queues`.
+    """
     return _CELERY_QUEUES
 
 
@@ -361,9 +369,9 @@ class DeclaredTopology:
 def declare_topology(connection: Connection, *, recreate_outdated: bool = False) -> DeclaredTopology:
     """Declare every exchange, queue and binding; idempotent. Says what it declared.
 
-    A worker declares only the queues it consumes, never the dead-letter side, and a
-    rejected message whose dead-letter exchange does not exist is dropped silently; so
-    this runs before any worker or publisher (`manage.py setup_broker`).
+    Nothing else declares anything (`celery_queues` are `no_declare`), and a rejected
+    message whose dead-letter exchange does not exist is dropped silently; so this runs
+    before any worker or publisher (`manage.py setup_broker`).
     `recreate_outdated`: see `_declare_holding_queue`.
     """
     result = DeclaredTopology(declared=[], problems=[])

@@ -80,6 +80,7 @@ class Subscription:
     accepted: tuple[int, ...]
     run: Callable[..., str]
     dead_letter_hook: Callable[[Any, Envelope, BaseException], None] | None
+    retry_hook: Callable[[Any, Envelope, BaseException], None] | None
     options: dict  # Celery task options for its deliveries (time limits)
 
 
@@ -195,6 +196,13 @@ class EventConsumerTask(Task):
         except NoSubscriber:
             return None
 
+    def subscription_of_queue(self, queue: str) -> Subscription | None:
+        """The subscription of this event type's copies in `queue` (e.g. a dead letter's), if any."""
+        try:
+            return subscription_for(self.name, queue)
+        except NoSubscriber:
+            return None
+
     @property
     def consumer_name(self) -> str:
         sub = self.subscription()
@@ -266,6 +274,8 @@ class EventConsumerTask(Task):
             self.request.retries + 1, policy.max_retries + 1, policy.delay(self.request.retries),
             exc.__class__.__name__, exc, self._event_fields(kwargs),
         )
+        sub = self.subscription()
+        self._call_hook(sub.retry_hook if sub else None, "retry", kwargs, exc)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         self._record_activity(kwargs, EventActivity.Kind.DEAD_LETTERED, exc)
@@ -280,16 +290,19 @@ class EventConsumerTask(Task):
         )
         self._record_failure(exc, task_id, reason)
         sub = self.subscription()
-        if sub is None or sub.dead_letter_hook is None:
+        self._call_hook(sub.dead_letter_hook if sub else None, "dead-letter", kwargs, exc)
+
+    def _call_hook(self, hook, what: str, kwargs, exc: BaseException) -> None:
+        if hook is None:
             return
         try:
             envelope, payload = parse_message((kwargs or {}).get("event"))
         except PermanentError:
             return  # not an event we can describe to the hook
         try:
-            sub.dead_letter_hook(payload, envelope, exc)
+            hook(payload, envelope, exc)
         except Exception:
-            logger.exception("the dead-letter hook of %s failed %s", self.consumer_name, self._event_fields(kwargs))
+            logger.exception("the %s hook of %s failed %s", what, self.consumer_name, self._event_fields(kwargs))
 
     def _record_failure(self, exc: BaseException, task_id: str, reason: str) -> None:
         # basic.reject cannot carry the error, so it goes to the dead letter's history in
@@ -345,6 +358,7 @@ def event_consumer(
     queue: str | None = None,
     on_start: Callable[[Any, Envelope], None] | None = None,
     on_dead_letter: Callable[[Any, Envelope, BaseException], None] | None = None,
+    on_retry: Callable[[Any, Envelope, BaseException], None] | None = None,
     atomic: bool = True,
     **task_options: Any,
 ) -> Callable[[Handler], Task]:
@@ -356,7 +370,10 @@ def event_consumer(
     subscribe to the event type (None: the event type's one handler, whatever the queue).
     `on_start(event, envelope)` runs and commits before the handler's
     transaction (e.g. to show "in progress"); it must be idempotent. `on_dead_letter(event,
-    envelope, exc)` runs once the event is given up on (e.g. to mark its task failed).
+    envelope, exc)` runs once the event is given up on (e.g. to mark its task failed), and
+    `on_retry(event, envelope, exc)` after an attempt failed and its retry is scheduled (e.g.
+    to show that the work is under way when it takes seconds); both run outside the
+    handler's transaction and must be idempotent.
 
     `atomic=False` is for handlers whose effects leave the system (pushes): no rollback can
     take those back, so the handler runs outside a transaction, makes its own progress
@@ -428,7 +445,7 @@ def event_consumer(
         by_queue[queue] = Subscription(
             consumer=name, event_type=event_type, queue=queue, accepted=tuple(sorted(accepted)),
             run=metrics.consumer_observed(event_type, name)(run),
-            dead_letter_hook=on_dead_letter, options=dict(task_options),
+            dead_letter_hook=on_dead_letter, retry_hook=on_retry, options=dict(task_options),
         )
         return _dispatcher(event_type)
 
