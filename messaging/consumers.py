@@ -52,7 +52,6 @@ from typing import Any
 from celery import Task, shared_task
 from celery.signals import celeryd_after_setup
 from django.db import connection, transaction
-from django.utils import timezone
 
 from fitness import topology
 from messaging.correlation import correlation_scope, log_scope
@@ -104,13 +103,17 @@ class Delivery:
 def activity_record(envelope: Envelope, payload: Any, subscriber: str, delivery: Delivery, kind: str, *,
                     duration_ms: float | None = None, error: str = "") -> None:
     """Append what happened to this event in `subscriber` to its timeline (EventActivity)."""
+    # one plain INSERT (no ORM model building): this runs for every processed event, in the AI's hot path too
     task_id = getattr(payload, "task_id", None)
-    EventActivity.objects.create(
-        event_id=envelope.event_id, event_type=envelope.event_type, correlation_id=envelope.correlation_id or "",
-        task_id=task_id if isinstance(task_id, int) else None, subscriber=subscriber, queue=delivery.queue,
-        kind=kind, attempt=delivery.attempt, duration_ms=duration_ms, error=error[:4000], worker=delivery.worker,
-        at=timezone.now(),
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EventActivity._meta.db_table} (event_id, event_type, correlation_id, task_id, subscriber,"
+            " queue, kind, attempt, duration_ms, error, worker, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, clock_timestamp())",  # not now(): the transaction's start, before the handler ran
+            [envelope.event_id, envelope.event_type, envelope.correlation_id or "",
+             task_id if isinstance(task_id, int) else None, subscriber, delivery.queue, kind, delivery.attempt,
+             duration_ms, error[:4000], delivery.worker],
+        )
 
 
 class NoSubscriber(PermanentError):
