@@ -8,6 +8,11 @@
 import gc
 import os
 
+from fitness.environment import exit_on_placeholder_secrets
+
+# In production a placeholder secret of the manifests stops the web here, with one line.
+exit_on_placeholder_secrets()
+
 logger_class = "fitness.logging.GunicornLogger"
 # gunicorn's control socket (gunicornc) is one fixed path per user: the several web
 # processes that tests and benchmarks start beside `make run` would take it from each other.
@@ -21,6 +26,15 @@ control_socket_disable = True
 # WEB_PRELOAD=0 turns both off (each worker loads the app itself, cold; `--reload` in
 # development; benchmarks/cold_start.py compares the two).
 preload_app = os.environ.get("WEB_PRELOAD", "1").strip() != "0"
+
+
+# What a request line and headers may be, before Django sees them (the body: DATA_UPLOAD_MAX_MEMORY_SIZE,
+# fitness/request_limits.py). The longest URL of ours (an admin list with filters) is far below
+# 4094 bytes (414 beyond); a browser sends about 20 headers (431 beyond 50), and no header of ours
+# (a token, the admin's cookies) comes near 8190 bytes (431 beyond).
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 
 
 def when_ready(server):

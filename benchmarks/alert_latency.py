@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, celery_worker, percentile  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, ai_worker, celery_worker, percentile  # noqa: E402
 from tests import processes  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "8766"))
@@ -140,7 +140,7 @@ def main() -> int:
         for i in range(args.ai_workers):
             ai_env = dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1")
             nice = ["nice", "-n", str(args.ai_nice)] if args.ai_nice else []
-            started_processes.append(start(nice + celery_worker("task.submitted", f"ai-{i}"), ai_env,
+            started_processes.append(start(nice + ai_worker(f"ai-{i}"), ai_env,
                                            logs / f"ai-{i}.log"))
         try:
             wait_until(lambda: (logs / "alerts.log").read_text().count("push backend fcm ready") >= args.alert_workers,

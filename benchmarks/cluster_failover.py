@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, ai_worker  # noqa: E402
 from tests import processes  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "rabbitmq-cluster.sh"
@@ -149,7 +149,7 @@ def run(stack: BenchStack, cluster: LocalCluster, args) -> dict:
     def worker(i: int) -> subprocess.Popen:
         with open(logs / f"worker-{i}.log", "ab") as out:
             return processes.spawn(
-                celery_worker("task.submitted", f"ai-failover-{i}"),
+                ai_worker(f"ai-failover-{i}"),
                 cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1", CELERY_BROKER_URL=rotated(i)),
                 stdout=out, stderr=subprocess.STDOUT,
             )

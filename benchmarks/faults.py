@@ -61,8 +61,12 @@ class Scenario:
         from tests.support import WorkerProcess
 
         self._serial += 1
+        from django.conf import settings
+
+        # as the Procfile's worker-ai runs: a thread pool whose photos are read in batches
         worker = WorkerProcess(
-            ["task.submitted"], name=f"ai-{self._serial}", concurrency=1, log_dir=self.log_dir,
+            ["task.submitted"], name=f"ai-{self._serial}", concurrency=settings.ML_BATCH_MAX, pool="threads",
+            log_dir=self.log_dir,
             DJANGO_SETTINGS_MODULE="fitness.settings", ML_PRELOAD="1", TORCH_NUM_THREADS="1", LOG_LEVEL="INFO",
         )
         self.workers.append(worker.launch())

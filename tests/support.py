@@ -128,14 +128,15 @@ class ChildProcess:
 class WorkerProcess(ChildProcess):
     """A real `celery worker` subprocess consuming some queues of the test vhost."""
 
-    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str | None):
+    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, pool: str = "prefork", log_dir: Path,
+                 **env: str | None):
         self.queues = queues
         self.concurrency = concurrency
         super().__init__(
             [
                 sys.executable, "-m", "celery", "-A", "fitness", "worker",
                 "-Q", ",".join(queues), "-n", f"{name}@%h",
-                "--concurrency", str(concurrency), "--pool", "prefork",
+                "--concurrency", str(concurrency), "--pool", pool,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
             name=f"worker-{name}", log_dir=log_dir, ready=" ready.", **env,

@@ -19,7 +19,12 @@ class Finished:
 
 SLOW_BUT_COMPLETE = {
     "consume_only_tasks_per_s": 3.0, "end_to_end_tasks_per_s": 2.5, "tasks_read": 60, "tasks": 60,
-    "bare_model_images_per_s": 40.0,
+    "bare_pipeline_photos_per_s": 40.0,
+}
+AI_FIGURES = {
+    **SLOW_BUT_COMPLETE, "end_to_end_vs_bare": 0.06, "ml_batch_max": 8, "light_tasks": 30, "light_tasks_read": 30,
+    "light_latency": {"p50_ms": 400.0, "p99_ms": 900.0}, "saturation_latency": {"p50_ms": 900.0, "p99_ms": 2000.0},
+    "saturation_batches": {"mean": 1.5},
 }
 
 
@@ -32,7 +37,9 @@ def test_a_smoke_run_prints_a_missed_timing_target_as_not_judged(smoke):
     row, _ = verify.throughput_row(2, Finished(SLOW_BUT_COMPLETE))
     assert row.result == "not judged (smoke)"
     row, _ = verify.publish_row(100, Finished({"mean_ms": 80.0, "p50_ms": 20.0, "p99_ms": 900.0,
-                                               "unpublished_after_run": 0}))
+                                               "blocked_caller_p50_ms": 20.0, "commit_to_queue_p50_ms": 30.0,
+                                               "commit_to_queue_p99_ms": 90.0, "relay_events_per_s": 900.0,
+                                               "unpublished_after_run": 0, "lost": 0}))
     assert row.result == "not judged (smoke)"
 
 
@@ -73,3 +80,20 @@ def test_a_smoke_run_judges_losses_and_duplicates_of_the_fault_runs(smoke):
                "broker_outage": {**ok, "duplicate_effects": 2}}
     rows, _ = verify.fault_rows(Finished(figures))
     assert [r.result for r in rows] == ["PASS", "FAIL", "PASS", "FAIL"]
+
+
+def test_the_ai_goal_rows_are_timings_unless_a_light_load_task_is_never_read(smoke):
+    rows = verify.ai_goal_rows(2, AI_FIGURES)
+    assert [r.result for r in rows] == ["not judged (smoke)"] * 3
+    rows = verify.ai_goal_rows(2, {**AI_FIGURES, "light_tasks_read": 29})
+    assert rows[2].result == "FAIL"
+    rows = verify.ai_goal_rows(2, None, "ai_throughput.py failed")
+    assert [r.result for r in rows] == ["FAIL"] * 3
+
+
+def test_a_full_run_judges_the_ai_goals():
+    rows = verify.ai_goal_rows(3, AI_FIGURES)
+    assert [r.result for r in rows] == ["FAIL"] * 3
+    fast = {**AI_FIGURES, "end_to_end_tasks_per_s": 160.0, "end_to_end_vs_bare": 0.6,
+            "light_latency": {"p50_ms": 40.0, "p99_ms": 90.0}}
+    assert [r.result for r in verify.ai_goal_rows(3, fast)] == ["PASS"] * 3

@@ -17,12 +17,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from fitness import topology
+from fitness import broker_users, topology
 from tests.support import ROOT
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
-OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
+OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication", "PrometheusRule",
+                  "User", "Permission"}
 # Secrets the operators create: CloudNativePG (<cluster>-app) and the RabbitMQ operator (<cluster>-default-user)
 OPERATOR_SECRETS = {"fitness-db-app": {"uri"}, "fitness-rabbitmq-default-user": {"username", "password"}}
 
@@ -194,6 +195,10 @@ def test_every_referenced_secret_and_config_map_exists():
             assert ref["name"] in config_maps
         for ref in _walk(document, "secretRef"):
             assert ref["name"] in secrets
+        for volume in _walk(document, "volumes"):
+            for item in volume:
+                if "secret" in item:
+                    assert item["secret"]["secretName"] in secrets, item
     for ref in _walk(of_kind("TriggerAuthentication")["fitness-rabbitmq"], "secretTargetRef"):
         for item in ref:
             assert item["key"] in secrets[item["name"]]
@@ -202,7 +207,7 @@ def test_every_referenced_secret_and_config_map_exists():
 
 def test_jobs_migrate_and_declare_the_broker():
     jobs = {name: container(job)["command"] for name, job in of_kind("Job").items()}
-    assert jobs == {"migrate": ["python", "manage.py", "migrate", "--noinput"],
+    assert jobs == {"migrate": ["sh", "-c", "python manage.py migrate --noinput && python manage.py createcachetable"],
                     "setup-broker": ["python", "manage.py", "setup_broker"]}
 
 
@@ -221,5 +226,242 @@ def test_the_dockerfile_installs_the_pinned_torch_from_the_cpu_index():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "download.pytorch.org/whl/cpu" in dockerfile
     assert re.search(r"USER 10001", dockerfile)
+    assert "useradd --uid 10001" in dockerfile  # the non-root user the pods run as
     assert (ROOT / ".dockerignore").exists()
     assert Path(ROOT / "requirements.txt").read_text().count("torch==") == 1
+
+
+# --- network-policy.yaml: who may connect to whom ------------------------------------------
+
+INGRESS_CONTROLLER = {"kubernetes.io/metadata.name": "ingress-nginx"}
+PROMETHEUS = ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In) against pod labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression  # the only operator these manifests use
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def pod_labels() -> dict[str, dict]:
+    """Every pod of ours (Deployments and Jobs) and of the operators' clusters, by name: its labels."""
+    pods = {name: doc["spec"]["template"]["metadata"]["labels"]
+            for kind in ("Deployment", "Job") for name, doc in of_kind(kind).items()}
+    pods["postgres"] = {"cnpg.io/cluster": "fitness-db"}  # CloudNativePG labels its instances so
+    pods["rabbitmq"] = {"app.kubernetes.io/name": "fitness-rabbitmq"}  # the RabbitMQ operator's nodes
+    return pods
+
+
+def policies_of(labels: dict) -> list[dict]:
+    return [p for p in of_kind("NetworkPolicy").values() if selects(p["spec"]["podSelector"], labels)]
+
+
+def allowed_sources(labels: dict, port: int) -> list[dict]:
+    """The `from` peers that may reach `port` of a pod with `labels` (a rule without ports allows every port)."""
+    peers = []
+    for policy in policies_of(labels):
+        for rule in policy["spec"].get("ingress", []):
+            if "ports" not in rule or any(p["port"] == port for p in rule["ports"]):
+                assert rule.get("from"), f"{policy['metadata']['name']}: a rule open to everyone"
+                peers += rule["from"]
+    return peers
+
+
+def is_peer(peer: dict, *, namespace: dict | None = None, pod: dict | None = None) -> bool:
+    """Whether `peer` (a NetworkPolicyPeer) lets in a pod with labels `pod` in the namespace `namespace`
+    (None: this namespace)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        if namespace is None or not selects(peer["namespaceSelector"], namespace):
+            return False
+    elif namespace is not None:
+        return False
+    return "podSelector" not in peer or (pod is not None and selects(peer["podSelector"], pod))
+
+
+def test_every_pod_is_selected_by_a_network_policy_so_nothing_else_reaches_it():
+    for name, labels in pod_labels().items():
+        policies = policies_of(labels)
+        assert policies, f"{name} is open to every pod of the cluster"
+        assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies), name
+
+
+def test_only_the_ingress_controller_and_prometheus_reach_the_web():
+    web = pod_labels()["web"]
+    port = container(of_kind("Deployment")["web"])["ports"][0]["containerPort"]
+    peers = allowed_sources(web, port)
+    assert any(is_peer(p, namespace=INGRESS_CONTROLLER) for p in peers)
+    assert any(is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1]) for p in peers)
+    assert all(is_peer(p, namespace=INGRESS_CONTROLLER) or is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1])
+               for p in peers)
+    # no pod of ours, and no other namespace's pods, reach it
+    others = [labels for name, labels in pod_labels().items() if name != "web"]
+    assert not any(is_peer(p, pod=labels) for p in peers for labels in others)
+    assert not any(is_peer(p, namespace={"kubernetes.io/metadata.name": "default"}, pod={}) for p in peers)
+
+
+def test_only_prometheus_reaches_the_exporter_ports():
+    exporter_port = int(of_kind("ConfigMap")["fitness-config"]["data"]["METRICS_EXPORTER_PORT"])
+    exporting = {name: doc for name, doc in of_kind("Deployment").items()
+                 if {"name": "metrics", "containerPort": exporter_port} in container(doc).get("ports", [])}
+    assert {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "relay", "dead-letters"} <= set(exporting)
+    for name in exporting:
+        peers = allowed_sources(pod_labels()[name], exporter_port)
+        assert peers and all(is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1]) for p in peers), name
+        assert not any(is_peer(p, namespace=PROMETHEUS[0], pod={"app.kubernetes.io/name": "grafana"}) for p in peers)
+        assert not any(is_peer(p, pod=labels) for p in peers for labels in pod_labels().values()), name
+
+
+def test_the_processes_reach_postgresql_and_rabbitmq_and_nothing_else_of_ours_is_reachable():
+    pods = pod_labels()
+    ours = {name: labels for name, labels in pods.items() if name not in ("postgres", "rabbitmq")}
+    for name, labels in ours.items():
+        doc = (of_kind("Deployment") | of_kind("Job"))[name]
+        env = {item["name"] for item in container(doc).get("env", [])}
+        if "DATABASE_URL" in env:
+            assert any(is_peer(p, pod=labels) for p in allowed_sources(pods["postgres"], 5432)), name
+        if "CELERY_BROKER_URL" in env:
+            assert any(is_peer(p, pod=labels) for p in allowed_sources(pods["rabbitmq"], 5672)), name
+        # and no process of ours accepts a connection from another of ours
+        for target, target_labels in ours.items():
+            for port in (8000, 5555, 9808):
+                assert not any(is_peer(p, pod=labels) for p in allowed_sources(target_labels, port)), (name, target)
+    management = allowed_sources(pods["rabbitmq"], 15672)
+    assert any(is_peer(p, pod=pods["web"]) for p in management)  # the queue depths of /metrics
+    assert not any(is_peer(p, pod=pods["worker-ai"]) for p in management)
+
+
+# --- least privilege (docs/operating.md, "Kubernetes: users, secrets, security context") -------
+def _rabbitmq(process: str) -> set[tuple[str, str]]:
+    secret = broker_users.broker_user(process).secret_name
+    return {(secret, "username"), (secret, "password")}
+
+
+DATABASE = {("fitness-db-app", "uri")}
+S3 = {("fitness-s3", "AWS_ACCESS_KEY_ID"), ("fitness-s3", "AWS_SECRET_ACCESS_KEY")}
+FCM = {("fitness-fcm", "service-account.json")}
+# What each process uses, read from the code: the web guards
+# /metrics (METRICS_TOKEN) and stores photos (S3); the AI and MLOps pools read photos and models
+# (S3); the alert and recommendation pools push (FCM); Flower needs no database; migrate no broker;
+# setup_broker no database.
+NEEDS: dict[str, set[tuple[str, str]]] = {
+    "web": DATABASE | _rabbitmq("web") | S3 | {("fitness-metrics", "METRICS_TOKEN")},
+    "worker-ai": DATABASE | _rabbitmq("worker-ai") | S3,
+    "worker-mlops": DATABASE | _rabbitmq("worker-mlops") | S3,
+    "worker-alerts": DATABASE | _rabbitmq("worker-alerts") | FCM,
+    "worker-notify": DATABASE | _rabbitmq("worker-notify") | FCM,
+    "relay": DATABASE | _rabbitmq("relay"),
+    "beat": DATABASE | _rabbitmq("beat"),
+    "dead-letters": DATABASE | _rabbitmq("dead-letters"),
+    "flower": _rabbitmq("flower") | {("fitness-flower", "FLOWER_BASIC_AUTH")},
+    "migrate": DATABASE,
+    "setup-broker": _rabbitmq("setup-broker"),
+}
+# Every process loads the settings, which in production refuse to start without the secret key.
+for _needs in NEEDS.values():
+    _needs.add(("fitness-django", "DJANGO_SECRET_KEY"))
+
+
+def pods() -> dict[str, dict]:
+    """Every Deployment's and Job's pod template, by name."""
+    return {name: doc["spec"]["template"] for kind in ("Deployment", "Job") for name, doc in of_kind(kind).items()}
+
+
+def secret_keys_of(pod: dict) -> set[tuple[str, str]]:
+    secrets = {name: set(doc.get("stringData", {}) | doc.get("data", {})) for name, doc in of_kind("Secret").items()}
+    used = {(ref["name"], ref["key"]) for ref in _walk(pod, "secretKeyRef")}
+    for volume in pod["spec"].get("volumes", []):
+        if "secret" in volume:
+            name = volume["secret"]["secretName"]
+            items = volume["secret"].get("items")
+            used |= {(name, item["key"]) for item in items} if items else {(name, key) for key in secrets[name]}
+    return used
+
+
+def test_no_pod_takes_a_whole_secret():
+    for name, pod in pods().items():
+        assert not list(_walk(pod, "secretRef")), f"{name} takes a whole Secret (envFrom secretRef)"
+
+
+def test_each_pod_mounts_only_the_secret_keys_its_process_uses():
+    assert set(pods()) == set(NEEDS)
+    for name, pod in pods().items():
+        assert secret_keys_of(pod) == NEEDS[name], name
+
+
+def test_each_process_connects_to_rabbitmq_as_its_own_user():
+    for name, pod in pods().items():
+        env = {item["name"]: item for item in container({"spec": {"template": pod}})["env"]}
+        if name == "migrate":
+            assert "CELERY_BROKER_URL" not in env
+            continue
+        secret = broker_users.broker_user(name).secret_name
+        assert env["RABBITMQ_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == secret, name
+        assert env["RABBITMQ_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret, name
+        assert env["CELERY_BROKER_URL"]["value"].startswith("amqp://$(RABBITMQ_USERNAME):$(RABBITMQ_PASSWORD)@")
+    (auth,) = of_kind("TriggerAuthentication").values()
+    keda = broker_users.broker_user("keda")
+    (target,) = auth["spec"]["secretTargetRef"]
+    assert target["name"] == keda.secret_name
+    host = of_kind("Secret")[keda.secret_name]["stringData"]["host"]
+    assert host.startswith(f"http://{keda.name}:")
+
+
+def test_the_rabbitmq_users_are_generated_from_the_permission_table():
+    from messaging.management.commands.broker_users import kubernetes_yaml
+
+    assert (MANIFESTS / "rabbitmq-users.yaml").read_text() == kubernetes_yaml(), (
+        "regenerate: python manage.py broker_users --format kubernetes > deploy/kubernetes/rabbitmq-users.yaml")
+    users = of_kind("User")
+    secrets = of_kind("Secret")
+    assert set(users) == {user.name for user in broker_users.BROKER_USERS}
+    for user in broker_users.BROKER_USERS:
+        spec = users[user.name]["spec"]
+        credentials = secrets[spec["importCredentialsSecret"]["name"]]["stringData"]
+        assert credentials["username"] == user.name  # the Secret names the user the table means
+        assert "CHANGE-ME" in credentials["password"]
+        assert of_kind("Permission")[user.name]["spec"]["permissions"] == user.permissions()
+    assert not any(user.configure != broker_users.NOTHING for user in broker_users.BROKER_USERS
+                   if user.process in ("web", "relay", "beat", "dead-letters", "keda")), "publishers declare nothing"
+
+
+def test_every_container_runs_unprivileged_on_a_read_only_root_filesystem():
+    config = of_kind("ConfigMap")["fitness-config"]["data"]
+    for name, pod in pods().items():
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] == 10001, name  # the Dockerfile's user
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for each in spec["containers"]:
+            assert each["securityContext"] == {
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+            }, name
+            mounts = {mount["mountPath"]: mount["name"] for mount in each.get("volumeMounts", [])}
+            volumes = {volume["name"]: volume for volume in spec["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]], name  # what the process writes
+    # everything a process writes at run time is under /tmp (static files are collected at build)
+    for variable in ("PROMETHEUS_MULTIPROC_DIR", "CELERY_PROBE_DIR"):
+        assert config[variable].startswith("/tmp/"), variable
+    assert "AWS_STORAGE_BUCKET_NAME" in config  # photos and models in S3, never under MEDIA_ROOT
+
+
+def test_every_image_is_pinned_by_version():
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    (app,) = kustomization["images"]
+    assert app["name"] == "fitness" and re.fullmatch(r"\d+\.\d+\.\d+", app["newTag"]), app
+    images = [image for _, doc in documents() for image in _walk(doc, "image")]
+    images += [image for _, doc in documents() for image in _walk(doc, "imageName")]
+    assert "fitness" in images
+    for image in images:
+        if image == "fitness":  # kustomize gives it the tag above
+            continue
+        name, _, tag = image.rpartition(":")
+        assert name and re.match(r"\d+\.\d+", tag) and "latest" not in tag, image
+    assert not re.search(r":latest\b|newTag: \"?latest", "\n".join(p.read_text() for p in MANIFESTS.glob("*.yaml")))

@@ -28,10 +28,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 _PROCESSED = re.compile(r"processed in [\d.]+ ms event_id=(\S+)")
 
 
-def ai_worker(name: str, log_dir) -> WorkerProcess:
-    """An AI worker as the Procfile runs it: one process, one torch thread, model preloaded."""
-    return WorkerProcess(["task.submitted"], name=name, concurrency=1, log_dir=log_dir,
-                         ML_PRELOAD="1", TORCH_NUM_THREADS="1")
+def ai_worker(name: str, log_dir, **env: str) -> WorkerProcess:
+    """An AI worker as the Procfile runs it: ML_BATCH_MAX threads reading in batches, one torch
+    thread, model preloaded."""
+    from django.conf import settings
+
+    batch_max = int(env.get("ML_BATCH_MAX", settings.ML_BATCH_MAX))
+    return WorkerProcess(["task.submitted"], name=name, concurrency=batch_max, pool="threads", log_dir=log_dir,
+                         ML_PRELOAD="1", TORCH_NUM_THREADS="1", **env)
 
 
 def handled_more_than_once(*logs: str) -> dict[str, int]:
