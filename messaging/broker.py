@@ -255,8 +255,10 @@ class _MessageTemplate:
             "-", "-", kwargs={"event": {}}, ignore_result=True, argsrepr="()", kwargsrepr="",
         )
         # what this class encodes by hand; a Celery that sends anything else must be looked at
-        assert properties == {"correlation_id": "-", "reply_to": ""}, properties
-        assert body == ((), {"event": {}}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+        expected_body = ((), {"event": {}}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+        if properties != {"correlation_id": "-", "reply_to": ""} or body != expected_body:
+            raise RuntimeError(f"Celery's protocol 2 changed (properties {properties}, body {body}):"
+                               f" messaging.broker._MessageTemplate must be brought up to date")
         constant = {k: v for k, v in headers.items() if k not in self.VARYING}
         self.constant = amqp_dumps("F", [constant])[4:]  # the table's fields, without its length
 
