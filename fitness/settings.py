@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from fitness.logging import log_format
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -323,9 +325,7 @@ BROKER_CHECK_CACHE_SECONDS = env_float("BROKER_CHECK_CACHE_SECONDS", 5.0)
 # Logs (fitness/logging.py): "json", one object per line, or "plain", a line for people;
 # both carry correlation_id, event_id, task_id… where known. Celery workers, beat and
 # gunicorn (its logger class, set in gunicorn.conf.py) use this configuration too.
-LOG_FORMAT = env("LOG_FORMAT", "json").strip().lower()
-if LOG_FORMAT not in ("json", "plain"):
-    raise ValueError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+LOG_FORMAT = log_format()  # the environment's LOG_FORMAT, checked; "json" by default
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
