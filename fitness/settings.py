@@ -348,31 +348,10 @@ LOGGING = {
 }
 
 # --- Equipment monitoring and push notifications (issue 5) ---------------------------
-# Fault rules: error codes and thresholds, each with a severity ("info", "warning",
-# "critical"); see monitoring/rules.py. The environment variable MONITORING_FAULT_RULES
-# (a JSON object of the same shape) replaces these defaults.
-MONITORING_FAULT_RULES = {
-    "error_codes": {
-        "E21": {"severity": "critical", "message": "Drain failure: the water does not drain"},
-        "E31": {"severity": "warning", "message": "Water level sensor fault"},
-        "E41": {"severity": "critical", "message": "Door lock failure"},
-        "E51": {"severity": "critical", "message": "Motor overload"},
-        "E61": {"severity": "critical", "message": "Heater failure"},
-    },
-    # Any other error code opens a fault of this severity (None: other codes are ignored).
-    "unknown_error_code_severity": "warning",
-    "thresholds": {
-        "overheat": {"field": "temperature_c", "above": 95, "kinds": ["washer"], "severity": "critical",
-                     "message": "Overheating: {value} °C (limit {limit} °C)"},
-        "dryer_overheat": {"field": "temperature_c", "above": 110, "kinds": ["dryer"], "severity": "critical",
-                           "message": "Dryer overheating: {value} °C (limit {limit} °C)"},
-        "vibration": {"field": "vibration_g", "above": 2.5, "severity": "warning",
-                      "message": "Excessive vibration: {value} g (limit {limit} g); unbalanced load?"},
-        "door_open_in_cycle": {"field": "door_open", "equals": True, "severity": "critical",
-                               "cycle_states": ["washing", "rinsing", "spinning", "drying"],
-                               "message": "The door is open during a cycle"},
-    },
-}
+# Fault rules: error codes and thresholds, each with a severity. None: the default rules,
+# monitoring.rules.DEFAULT_FAULT_RULES; the environment variable MONITORING_FAULT_RULES (a JSON
+# object of the same shape, see monitoring/rules.py) replaces them.
+MONITORING_FAULT_RULES = None
 if os.environ.get("MONITORING_FAULT_RULES"):
     import json
 
