@@ -383,21 +383,10 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # --- Observability: GET /metrics, queue depths, Flower's broker tab (observability/) ----
 # prometheus-client's multiprocess mode: every process (gunicorn workers, Celery pool
 # children, the relay) writes its counters and histograms to files in this directory, and
-# GET /metrics sums them. The library reads the environment variable when it is first
-# imported, so it is set here, before any app imports it. `make run` empties it at start.
-# An image whose directory is not writable (Kubernetes runs it as an unprivileged user)
-# falls back to a directory of its own under the temp dir (each pod has its own /tmp).
-PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", str(BASE_DIR / "var" / "metrics"))
-try:
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-    if not os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK):
-        raise PermissionError(PROMETHEUS_MULTIPROC_DIR)
-except OSError:
-    import tempfile
-
-    PROMETHEUS_MULTIPROC_DIR = os.path.join(tempfile.gettempdir(), f"fitness-metrics-{os.getuid()}")
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# GET /metrics sums them. The project package has chosen, made and exported it before these
+# settings load (observability.multiprocess.configure_multiprocess_dir: the environment's
+# PROMETHEUS_MULTIPROC_DIR, else var/metrics, else a directory under the temp dir).
+PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 # GET /metrics is open unless this is set; then it needs `Authorization: Bearer <token>`.
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 # A port on which Celery workers and the relay serve their own process's /metrics (one
