@@ -2,7 +2,8 @@
 
 Everything that differs between a laptop, CI and production comes from environment
 variables; the defaults are the local development services (PostgreSQL and RabbitMQ on
-127.0.0.1, as `make run` and `make test` set them up).
+127.0.0.1, as `make run` and `make test` set them up). Each default is written here once:
+code reads `settings.X`, never `getattr(settings, "X", default)` (tests/fitness/test_settings_defaults.py).
 """
 
 import os
