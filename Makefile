@@ -16,8 +16,8 @@ help:
 	@echo "make test   set up everything (no demo data, plus headless Chromium and promtool), ruff, the benchmarks' smoke run, the test suite"
 	@echo "make setup  install requirements, start PostgreSQL/RabbitMQ, migrate, collectstatic, setup_broker"
 	@echo "make lint   ruff"
-	@echo "make bench  benchmarks/publish.py (publish latency; the others: see README, Benchmarks)"
-	@echo "make verify the seed's verification plan (benchmarks/verify.py, about 10 minutes; --smoke in make test)"
+	@echo "make bench  benchmarks/publish.py (publish latency; the others: see docs/benchmarks.md)"
+	@echo "make verify the verification plan of docs/decisions.md (benchmarks/verify.py, about 10 minutes; --smoke in make test)"
 
 setup:
 	@scripts/bootstrap.sh

@@ -140,11 +140,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with BenchStack("api") as stack:
-        from rest_framework.authtoken.models import Token
+        from tests.factories import api_token, helper, noisy_jpeg
 
-        from tests.factories import helper, noisy_jpeg
-
-        token = Token.objects.create(user=helper()).key
+        token = api_token(helper())
         photo = noisy_jpeg(200_000)
         body, content_type = multipart(photo)
         server = processes.spawn(

@@ -184,7 +184,6 @@ def main() -> int:
 def measure(args, scratch: Path, figures: dict[str, dict]) -> None:
     with BenchStack("coldstart") as stack:
         from django.test import Client
-        from rest_framework.authtoken.models import Token
 
         from tests import factories
 
@@ -193,7 +192,7 @@ def measure(args, scratch: Path, figures: dict[str, dict]) -> None:
         stack.env["STATIC_ROOT"] = os.environ["STATIC_ROOT"] = str(static_root)
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT,
                        env=stack.env, check=True)
-        token = Token.objects.create(user=factories.helper()).key
+        token = factories.api_token(factories.helper())
         client = Client()
         client.force_login(factories.user("operator", superuser=True))
         headers = {

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""DG-04 measured under faults: messages lost and effects duplicated when things break.
+"""DG-04 (docs/decisions.md) measured under faults: messages lost and effects duplicated when things break.
 
 Three scenarios on the real AI path (TaskSubmittedEvent -> the `worker-ai` consumer), on a
 private RabbitMQ node (tests/rabbitmq_node.py; the shared RabbitMQ is never stopped) and a
 private database:
 
 1. consumer killed: three AI workers read a batch; one is killed with SIGKILL mid-batch
-   and started again (the seed's "consumer killed and restarted: 0 lost").
+   and started again (the verification plan's "consumer killed and restarted: 0 lost").
 2. broker restart: a batch waits in the queue with no worker running; the RabbitMQ node
    is stopped and started again; then the workers read it.
 3. broker outage: RabbitMQ is stopped (`stop_app`) while tasks are submitted through

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Publish latency through the transactional outbox (the seed's "1000 events, <= 10 ms").
+"""Publish latency through the transactional outbox (docs/decisions.md, verification plan: "1000 events, <= 10 ms").
 
 Each event is published the way a request publishes it: one database transaction that
 writes the outbox row, then, on commit, the confirmed publish to a quorum queue and the

@@ -77,7 +77,8 @@ def main() -> int:
         from ml.labels import LABEL_SPACES
         from ml.models import ModelVersion, RetrainingRun
         from ml.nets import state_dict_from_bytes
-        from ml.retraining import retrain_pending, retrain_request
+        from ml.retraining import retrain_request
+        from ml.retraining_pipeline import retrain_pending
         from ml.synthetic import generate
         from ml.training import evaluate
         from ml.training_data import training_sample_record

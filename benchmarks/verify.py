@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The seed's verification plan (DD-02 section 4.4.2.4) as one report, measured on this machine.
+"""The verification plan of DD-02 (section 4.4.2.4, in docs/decisions.md) as one report, measured on this machine.
 
     publish latency, 1000 events, avg <= 10 ms    benchmarks/publish.py (publish_event, one transaction each)
     AI consumer throughput, 3 instances, >= 60/s  benchmarks/ai_throughput.py (3 AI workers, committed tasks)
@@ -7,7 +7,7 @@
     fault alert within 15 s (3 s on average)      benchmarks/alert_latency.py (telemetry POST -> push, AI busy)
     MLOps deploys without redeploying the web     the producer side imports nothing of ml/ (AST check)
 
-and the rows the seed leaves out: messages lost during a broker restart and during a broker
+and the rows the plan leaves out: messages lost during a broker restart and during a broker
 outage (benchmarks/faults.py, on a private RabbitMQ node), and duplicate effects over every
 fault run. Each benchmark runs as its own process on a private database and vhost (or node)
 and hands its figures back as JSON; this script only runs them and judges the figures.

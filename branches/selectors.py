@@ -5,7 +5,18 @@ from branches.models import Branch, BranchOffer, CustomerPreference, Helper
 
 
 def helper_branch(*, user: AbstractBaseUser) -> Branch | None:
-    """The branch a user works at as a helper, or None when they are not a helper."""
+    """The branch a user works at as a helper, or None when they are not a helper.
+
+    Free when the user came with it: API token authentication loads the helper row and its
+    branch with the user in its one query (accounts/authentication.py). Else one query.
+    """
+    helper_of_user = Helper.user.field.remote_field  # the reverse one-to-one, user.helper
+    if helper_of_user.is_cached(user):
+        helper = helper_of_user.get_cached_value(user)  # None: loaded, and not a helper
+        if helper is None:
+            return None
+        if Helper.branch.is_cached(helper):
+            return helper.branch
     helper = Helper.objects.select_related("branch").filter(user_id=user.pk).first()
     return helper.branch if helper else None
 

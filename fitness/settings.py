@@ -7,6 +7,7 @@ code reads `settings.X`, never `getattr(settings, "X", default)` (tests/fitness/
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,7 +48,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework.authtoken",  # only until the tokens of before knox are gone (accounts/migrations)
+    "knox",
+    "accounts",  # after rest_framework.authtoken: its admin unregisters that one's
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc as our own static files (no CDN)
     "messaging",
@@ -174,7 +177,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",  # knox's hashed tokens, one query, no write
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -182,6 +185,17 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# The apps' API tokens (django-rest-knox, accounts/): stored as SHA-512 digests, each good for
+# AUTH_TOKEN_TTL_HOURS from sign-in (30 days: a helper signs in about once a month; a stolen
+# token is good for at most that long, and signing out everywhere ends it at once). The expiry
+# is fixed: AUTO_REFRESH stays off, so authenticating a request never writes.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env_float("AUTH_TOKEN_TTL_HOURS", 30 * 24)),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",  # what the mobile app has always sent
+}
+# Expired tokens are deleted by the retention prune this many days after they expired.
+AUTH_TOKEN_RETENTION_DAYS = env_int("AUTH_TOKEN_RETENTION_DAYS", 7)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Laundry-branch network API",
     "DESCRIPTION": "The helpers' mobile app API: register laundry tasks with a photo, follow their AI reading.",
@@ -348,7 +362,7 @@ LOGGING = {
     },
 }
 
-# --- Equipment monitoring and push notifications (issue 5) ---------------------------
+# --- Equipment monitoring and push notifications -------------------------------------
 # Fault rules: error codes and thresholds, each with a severity. None: the default rules,
 # monitoring.rules.DEFAULT_FAULT_RULES; the environment variable MONITORING_FAULT_RULES (a JSON
 # object of the same shape, see monitoring/rules.py) replaces them.

@@ -19,7 +19,7 @@ urgency comes from dedicated queues and worker pools (`equipment.fault` has its 
 
 Each work queue names its retry policy (`WorkQueue.retries`, read by the consumer base in
 `messaging.consumers`): how often and after how long a failed event is tried again before it
-is dead-lettered. Work that a person replays from the `.dlq` keeps the seed's 1 s, 2 s, 4 s
+is dead-lettered. Work that a person replays from the `.dlq` keeps DD-02's 1 s, 2 s, 4 s
 (`SEED_RETRIES`): it fails fast and visibly. A fault alert is worth more retries than that:
 it is only useful if it reaches the owner while the fault matters, and the usual cause of its
 failure is an FCM outage that ends on its own. So `equipment.fault` retries after 1, 2, 4, 8 s
@@ -132,7 +132,7 @@ def _seconds_from_env(name: str, default: int) -> int:
     return seconds
 
 
-# The seed's policy (1 s, 2 s, 4 s, then the `.dlq`): for work a person replays.
+# DD-02's retry policy (1 s, 2 s, 4 s, then the `.dlq`; docs/decisions.md): for work a person replays.
 SEED_RETRIES = RetryPolicy(max_retries=3, first_delay=1, max_delay=60)
 # Fault alerts: 1, 2, 4, 8 s, then every 10 s, for 15 minutes (see the module docstring).
 ALERT_RETRIES = RetryPolicy.lasting(_seconds_from_env("FAULT_ALERT_RETRY_SECONDS", 15 * 60),
@@ -237,7 +237,7 @@ def work_queue(name: str) -> WorkQueue:
 
 
 def retry_policy(queue: str | None) -> RetryPolicy:
-    """The retry policy of work queue `queue`; the seed's for a queue not in the topology."""
+    """The retry policy of work queue `queue`; DD-02's for a queue not in the topology."""
     for candidate in WORK_QUEUES:
         if candidate.name == queue:
             return candidate.retries

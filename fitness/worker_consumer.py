@@ -15,7 +15,7 @@ Unreadable messages. Celery rejects (requeue=False) a message that is not a task
 decode (not UTF-8, not JSON, or a content type outside `accept_content`, e.g. text/plain
 published by hand in the management UI) goes to `on_decode_error`, which *acknowledges* it:
 the message would be gone. Here it is rejected like the others, so it reaches the `.dlq`
-with its body intact and the dead-letter archiver records it (DG-04: nothing accepted is
+with its body intact and the dead-letter archiver records it (DG-04 in docs/decisions.md: nothing accepted is
 lost).
 
 Celery's own extension point, the `worker_consumer` setting, selects this class.

@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 
 from fitness import topology
 from fitness.operator_admin import OperatorOnly, RecordsOnly
-from messaging.dead_letters import Selection, dead_letters_replay
+from messaging.dead_letters.operations import dead_letters_replay
+from messaging.dead_letters.selection import Selection
 from messaging.models import DeadLetter, OutboxMessage, ProcessedEvent
 from messaging.outbox import outbox_backlog
 

@@ -24,6 +24,8 @@ What the decorator gives every handler, so that no handler repeats it:
 
 The Celery task is named after the event type: that name is the only thing producer and
 consumer share, so either side can be deployed without the other.
+
+Documented in docs/architecture.md (*Consumers*, *Delivery guarantees*).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from django.db import connection, transaction
 
 from fitness import topology
 from messaging.correlation import correlation_scope, log_scope
-from messaging.dead_letters import consumer_failure_record
+from messaging.dead_letters.failures import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
 from messaging.models import ProcessedEvent

@@ -2,6 +2,8 @@
 
 Routed to the `mlops` queue (`retention.*`, fitness.topology.TASK_ROUTES): the pool for
 batch work, never the latency-critical `equipment.fault` one.
+
+Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*Retention*).
 """
 
 from __future__ import annotations

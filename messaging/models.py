@@ -109,7 +109,7 @@ class DeadLetter(models.Model):
     the dead letter arrives (`envelope`, `reason`, `deaths`, times), and updated by replays
     and purges. One row per (queue, event): an event replayed and dead-lettered again
     counts another death on the same row. A message that is not an event envelope (no
-    event id) is keyed by an id derived from its body (`messaging.dead_letters.body_id`).
+    event id) is keyed by an id derived from its body (`messaging.dead_letters.messages.body_id`).
     """
 
     queue = models.CharField(max_length=100, help_text="The work queue the event died in.")

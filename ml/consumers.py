@@ -6,6 +6,8 @@
 
 torch is imported on first use (or at process start in the AI pool, ML_PRELOAD=1), not
 when Celery autodiscovers this module, so the other worker pools never load it.
+
+Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*The AI model*, *Retraining*).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The training defaults, in one torch-free place (train_model's --help needs them without torch).
 
 On the 2-core development machine they train a model with a held-out exact-match
-accuracy near 90% on synthetic data in about two minutes (see README).
+accuracy near 90% on synthetic data in about two minutes (see docs/operating.md).
 """
 
 IMAGE_SIZE = 96  # pixels square; 128 trains ~1.5x slower for little gain on synthetic data

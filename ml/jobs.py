@@ -1,7 +1,10 @@
 """Plain Celery jobs of the `mlops` queue (routed by name, `ml.*`; see fitness.topology).
 
+Documented in docs/architecture.md (*Consumers*) and docs/operating.md (*Retraining on confirmed photos*).
+
 They carry no payload: the queued RetrainingRun rows are the requests, so a job that runs
-twice, or finds nothing queued, does no harm.
+twice, or finds nothing queued, does no harm. Producers send them by name
+(`ml.retraining.send_retrain_job` sends "ml.retrain") and import nothing from here.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+
+from ml.models import RetrainingRun
+from ml.retraining import RetrainingBusy, retrain_if_due
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +30,7 @@ RETRAIN_TIME_LIMIT = settings.ML_RETRAIN_TIME_LIMIT
 )
 def retrain() -> str:
     """Run the queued retraining runs (if another worker is already running them, leave it)."""
-    from ml.retraining import RetrainingBusy, retrain_pending
+    from ml.retraining_pipeline import retrain_pending  # torch: loaded by the worker that runs a job, once
 
     try:
         runs = retrain_pending(progress=logger.info)
@@ -40,8 +46,5 @@ def retrain() -> str:
 )
 def retrain_scheduled() -> str:
     """Celery beat's daily retraining: queue a run when any sample is new, then run it."""
-    from ml.models import RetrainingRun
-    from ml.retraining import retrain_if_due
-
     retrain_if_due(trigger=RetrainingRun.Trigger.SCHEDULE, minimum=1)
     return retrain()

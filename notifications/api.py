@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -12,7 +12,18 @@ from rest_framework.views import APIView
 
 from notifications.models import DeviceToken, Notification
 from notifications.selectors import notification_list_for
-from notifications.services import device_register, device_unregister
+from notifications.services import DeviceTokenInUse, device_register, device_unregister
+
+
+class TokenInUse(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "token_in_use"
+
+
+TOKEN_IN_USE = (
+    "This registration token is registered to another account's device. Sign out there first, or delete the "
+    "token with the FCM SDK (deleteToken) and register the new one the SDK gives."
+)
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -45,15 +56,24 @@ class DeviceView(APIView):
         request=DeviceSerializer,
         responses={
             201: DeviceSerializer,
-            200: OpenApiResponse(DeviceSerializer, description="The token was registered before (now yours)."),
+            200: OpenApiResponse(DeviceSerializer, description=(
+                "The token was registered before: by you, or by someone who signed out of it (now yours)."
+            )),
             400: OpenApiResponse(description="No token, or an unknown platform."),
             401: OpenApiResponse(description="Missing or wrong token."),
+            409: OpenApiResponse(description=(
+                "The token is an active device of another account; it stays theirs. Delete it with the FCM SDK "
+                "(deleteToken) and register the new one."
+            )),
         },
     )
     def post(self, request):
         serializer = DeviceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        device, created = device_register(user=request.user, **serializer.validated_data)
+        try:
+            device, created = device_register(user=request.user, **serializer.validated_data)
+        except DeviceTokenInUse as exc:
+            raise TokenInUse({"token": [serializers.ErrorDetail(TOKEN_IN_USE, code="token_in_use")]}) from exc
         answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(DeviceSerializer(device).data, status=answer)
 

@@ -5,6 +5,8 @@ Pushes leave the system, so no database rollback can take them back: both consum
 `atomic=False`. Each batch of push records is committed as it goes, before the event is
 recorded as processed, so a retry after a partial send pushes only what is still pending,
 and a redelivery after everything went out is skipped by the base consumer.
+
+Documented in docs/architecture.md (*Consumers*) and docs/api.md (*Notifications and push*, *Recommendations*).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from notifications.backends import Outcome, Push, PushBackend, push_backend
@@ -42,18 +42,38 @@ logger = logging.getLogger(__name__)
 PUSH_CLAIM_LOCK = 0x70757368
 
 
+class DeviceTokenInUse(Exception):
+    """The registration token is an active device of another user; it stays theirs."""
+
+
 def device_register(*, user: AbstractBaseUser, token: str, platform: str) -> tuple[DeviceToken, bool]:
     """Register (or re-register) a device token for `user`; True when it is new.
 
-    A token registered before by someone else moves to `user`: the phone changed hands
-    (or accounts), and only its current user may get its pushes.
+    An FCM registration token names one app instance, and the SDK hands it only to that
+    instance, but the token itself proves nothing: anyone who learns it could send it here.
+    So a token that is an active device of another user is not moved (DeviceTokenInUse):
+    moving it would take their alerts away and show the caller's pushes on their phone. It
+    becomes free when its user's app signs out and unregisters it (`device_unregister`), or
+    when FCM reports it unregistered; then whoever registers it next gets it. An app that
+    is refused does what FCM advises on a change of user: it deletes its token with the SDK
+    (`deleteToken`), which only that app instance can do, and registers the new one; FCM then
+    answers UNREGISTERED for the old one and the worker deactivates it.
     """
-    device, created = DeviceToken.objects.update_or_create(
-        token=token,
-        defaults={"user": user, "platform": platform, "is_active": True, "deactivated_at": None,
-                  "deactivation_reason": ""},
-    )
-    return device, created
+    with transaction.atomic():
+        device = DeviceToken.objects.select_for_update().filter(token=token).first()
+        if device is None:
+            try:
+                with transaction.atomic():
+                    return DeviceToken.objects.create(user=user, token=token, platform=platform), True
+            except IntegrityError:  # a concurrent registration of the same token committed first
+                device = DeviceToken.objects.select_for_update().get(token=token)
+        if device.is_active and device.user_id != user.pk:
+            raise DeviceTokenInUse("This registration token is registered to another account's device.")
+        device.user, device.platform, device.is_active = user, platform, True
+        device.deactivated_at, device.deactivation_reason = None, ""
+        device.save(update_fields=["user", "platform", "is_active", "deactivated_at", "deactivation_reason",
+                                   "updated_at"])
+    return device, False
 
 
 def device_unregister(*, user: AbstractBaseUser, token: str) -> bool:
@@ -62,6 +82,13 @@ def device_unregister(*, user: AbstractBaseUser, token: str) -> bool:
         DeviceToken.objects.filter(user=user, token=token).update(
             is_active=False, deactivated_at=timezone.now(), deactivation_reason="unregistered by the app"
         )
+    )
+
+
+def device_unregister_all(*, user: AbstractBaseUser, reason: str) -> int:
+    """Stop pushes to every device of the user (they signed out everywhere); how many were active."""
+    return DeviceToken.objects.filter(user=user, is_active=True).update(
+        is_active=False, deactivated_at=timezone.now(), deactivation_reason=reason[:200]
     )
 
 

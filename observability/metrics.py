@@ -2,35 +2,38 @@
 
 Code elsewhere calls the small functions below (`event_published`, `consumer_observed`, …),
 never prometheus-client itself, so names, labels and buckets stay in this file and in the
-README's table.
+Metrics table of docs/operating.md.
 
 Counters and histograms use prometheus-client's multiprocess mode: each process (gunicorn
 workers, Celery pool children, the relay) writes its values to files in
 PROMETHEUS_MULTIPROC_DIR (set by observability/multiprocess.py; see below when the library came first) and
 `render()` sums every file, those of processes that have exited included, so counts survive a
 worker's restart. Only "live" gauges need `mark_process_dead` when a process exits; there are
-none here: the gauges (queue depths, outbox backlog) are computed by `SystemCollector` at
-scrape time, in the process that serves GET /metrics.
+none here: the gauges (queue depths, outbox backlog) are computed by
+`observability.collectors.SystemCollector` at scrape time, in the process that serves GET /metrics.
+
+A leaf: every hot path imports this module, so it imports no project module that could
+import it back (only `fitness.topology`, which imports nothing of the project). What reads
+the outbox, the broker or the retraining runs lives in `observability.collectors`.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client import values as _values
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-logger = logging.getLogger(__name__)
+from fitness.topology import EVENT_ROUTES
 
 # prometheus-client picks its value class (in-process or multiprocess files) when it is first
 # imported, from PROMETHEUS_MULTIPROC_DIR. The project package sets that variable first thing
@@ -109,8 +112,6 @@ ALERT_SEVERITIES = ("info", "warning", "critical")  # monitoring.models.Fault.Se
 
 
 def _initialize_known_labels() -> None:
-    from fitness.topology import EVENT_ROUTES
-
     for event_type in EVENT_ROUTES:
         for via in PUBLISHED_VIA:
             EVENTS_PUBLISHED.labels(event_type=event_type, via=via)
@@ -173,121 +174,6 @@ def alert_delivered(*, occurred_at: datetime, severity: str, delivered: int) -> 
         ALERT_LATENCY.labels(severity=severity).observe(max((datetime.now(UTC) - occurred_at).total_seconds(), 0.0))
 
 
-# --- collected at scrape time ------------------------------------------------------------
-
-
-class SystemCollector(Collector):
-    """Gauges read when GET /metrics is scraped: RabbitMQ's reachability, queue depths, the outbox backlog.
-
-    A failure to read them (RabbitMQ or PostgreSQL down) never fails the scrape: the
-    `..._stats_up` gauge says 0 and the counters are still served.
-    """
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._broker()
-        yield from self._queues()
-        yield from self._outbox()
-        yield from self._retraining()
-
-    def _broker(self) -> Iterator[Metric]:
-        from messaging.broker_status import broker_status
-
-        status = broker_status()
-        yield GaugeMetricFamily(
-            "fitness_broker_up",
-            "1 when RabbitMQ accepted an AMQP connection at its last check (made at most every "
-            "BROKER_CHECK_CACHE_SECONDS by this process), else 0. Readiness does not depend on it.",
-            value=int(status.reachable),
-        )
-
-    def _queues(self) -> Iterator[Metric]:
-        from observability.queue_stats import SOURCE_MANAGEMENT, queue_depths
-
-        up = GaugeMetricFamily("fitness_queue_stats_up", "1 when the queue depths below could be read, else 0.")
-        try:
-            depths = queue_depths()
-        except Exception as exc:  # the broker is down or misconfigured: say so, serve the rest
-            logger.warning("queue depths unavailable for /metrics: %s", exc)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        from_api = GaugeMetricFamily(
-            "fitness_queue_stats_from_management_api",
-            "1 when every queue depth came from the management API (unacked counts present), "
-            "0 when some came from passive declares.",
-        )
-        from_api.add_metric([], int(all(d.source == SOURCE_MANAGEMENT for d in depths)))
-        yield from_api
-        labels = ["queue", "kind"]
-        ready = GaugeMetricFamily("fitness_queue_messages_ready", "Messages ready for delivery in the queue.",
-                                  labels=labels)
-        unacked = GaugeMetricFamily(
-            "fitness_queue_messages_unacked",
-            "Messages delivered to consumers and not yet acknowledged (management API only).", labels=labels,
-        )
-        consumers = GaugeMetricFamily("fitness_queue_consumers", "Consumers attached to the queue.", labels=labels)
-        for depth in depths:
-            ready.add_metric([depth.name, depth.kind], depth.ready)
-            consumers.add_metric([depth.name, depth.kind], depth.consumers)
-            if depth.unacked is not None:
-                unacked.add_metric([depth.name, depth.kind], depth.unacked)
-        yield ready
-        yield unacked
-        yield consumers
-
-    def _outbox(self) -> Iterator[Metric]:
-        from messaging.models import OutboxMessage
-        from messaging.outbox import outbox_backlog
-
-        up = GaugeMetricFamily("fitness_outbox_stats_up", "1 when the outbox backlog below could be read, else 0.")
-        try:
-            count, age = outbox_backlog()
-            refused = OutboxMessage.objects.failing().count()
-        except Exception as exc:  # PostgreSQL is down
-            logger.warning("outbox backlog unavailable for /metrics: %s", exc)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield GaugeMetricFamily(
-            "fitness_outbox_unpublished_messages", "Outbox events committed and not yet published.", value=count
-        )
-        yield GaugeMetricFamily(
-            "fitness_outbox_oldest_unpublished_age_seconds",
-            "Age of the oldest unpublished outbox event (0 when none waits).",
-            value=age.total_seconds() if age is not None else 0.0,
-        )
-        yield GaugeMetricFamily(
-            "fitness_outbox_refused_messages",
-            "Unpublished outbox events RabbitMQ refused (unroutable, nacked), each backing off alone until "
-            "its next attempt; `manage.py outbox list` shows them with their errors.",
-            value=refused,
-        )
-
-
-    def _retraining(self) -> Iterator[Metric]:
-        from ml.retraining import retraining_summary  # no torch: reading runs needs none
-
-        try:
-            counts, last = retraining_summary()
-        except Exception as exc:  # PostgreSQL is down: fitness_outbox_stats_up says so already
-            logger.warning("retraining runs unavailable for /metrics: %s", exc)
-            return
-        runs = GaugeMetricFamily("fitness_retraining_runs", "Retraining runs by status (every status, 0 included).",
-                                 labels=["status"])
-        for status, count in counts.items():
-            runs.add_metric([status], count)
-        yield runs
-        yield GaugeMetricFamily(
-            "fitness_retraining_last_run_failed",
-            "1 when the last retraining run that finished failed, else 0 (also before any run).",
-            value=int(last == "failed"),
-        )
-
-
 class _ThisProcess(Collector):
     # Without multiprocess mode (prometheus-client was imported before the variable was set)
     # this process's own values are all there is.
@@ -309,13 +195,15 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
-def render(accept: str = "") -> tuple[bytes, str]:
-    """GET /metrics: every process's counters and histograms plus the scrape-time gauges.
+def render(accept: str = "", *, collectors: Iterable[Collector] = ()) -> tuple[bytes, str]:
+    """Every process's counters and histograms plus `collectors` (GET /metrics passes the
+    scrape-time gauges of `observability.collectors`).
 
     In the format the scraper's Accept header asks for (Prometheus text 0.0.4 by default,
     OpenMetrics when asked), as prometheus-client's own exporters negotiate it.
     """
     registry = process_registry()
-    registry.register(SystemCollector())
+    for collector in collectors:
+        registry.register(collector)
     encode, content_type = choose_encoder(accept)
     return encode(registry), content_type

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
 from observability import metrics
+from observability.collectors import SystemCollector
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -32,5 +33,5 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    body, content_type = metrics.render(request.headers.get("Accept", ""))
+    body, content_type = metrics.render(request.headers.get("Accept", ""), collectors=[SystemCollector()])
     return HttpResponse(body, content_type=content_type)

@@ -1,7 +1,7 @@
 """The helper's laundry tasks: every write goes through these services.
 
 This module is a producer of events; it imports nothing from `ml` or `notifications`
-(DG-03): it only knows the event contracts in `messaging.contracts`.
+(DG-03 in docs/decisions.md): it only knows the event contracts in `messaging.contracts`.
 """
 
 from __future__ import annotations

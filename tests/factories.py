@@ -10,9 +10,9 @@ import zlib
 
 from django.contrib.auth import get_user_model
 from PIL import Image
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services import token_issue
 from branches.models import Branch, Helper
 
 _counter = itertools.count(1)
@@ -36,10 +36,14 @@ def helper(at: Branch | None = None, username: str | None = None):
     return helper_user
 
 
+def api_token(some_user) -> str:
+    """A new API token of the user, as the app gets it at sign-in."""
+    return token_issue(user=some_user).key
+
+
 def api_client_for(some_user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=some_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(some_user)}")
     return client
 
 

@@ -10,7 +10,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from messaging.contracts import BranchPreferenceCreatedEvent, EquipmentFaultEvent, TaskSubmittedEvent
-from messaging.dead_letters import consumer_failure_record, dead_letter_archive, parse_dead_letter
+from messaging.dead_letters.archive import dead_letter_archive
+from messaging.dead_letters.failures import consumer_failure_record
+from messaging.dead_letters.messages import parse_dead_letter
 from messaging.events import Envelope
 from messaging.models import DeadLetter
 from tests import factories

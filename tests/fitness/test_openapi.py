@@ -17,5 +17,11 @@ def test_schema_and_docs_are_served_and_describe_the_task_api():
 
     assert set(post["responses"]) >= {"202", "400", "401", "403", "409", "413", "415"}
     assert "multipart/form-data" in post["requestBody"]["content"]
-    assert "/api/v1/auth/token/" in schema["paths"]
+    sign_in = schema["paths"]["/api/v1/auth/token/"]["post"]
+    assert set(schema["components"]["schemas"]["IssuedToken"]["properties"]) == {"token", "expiry"}
+    assert sign_in["security"] == [{}], "signing in needs no token"
+    for logout in ("/api/v1/auth/logout/", "/api/v1/auth/logout-all/"):
+        assert schema["paths"][logout]["post"]["security"] == [{"tokenAuth": []}]
+    assert schema["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
+    assert "409" in schema["paths"]["/api/v1/devices/"]["post"]["responses"]
     assert client.get("/api/docs/").status_code == 200

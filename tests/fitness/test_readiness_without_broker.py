@@ -74,10 +74,8 @@ def vhost(broker_vhost):
 
 
 def test_with_rabbitmq_down_readyz_is_200_and_an_upload_is_accepted_then_published(vhost, log_dir):
-    from rest_framework.authtoken.models import Token
-
     helper = factories.helper()
-    token = Token.objects.create(user=helper).key
+    token = factories.api_token(helper)
     drain_queue("task.submitted")
     web = gunicorn(log_dir, CELERY_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{closed_port()}//").start()
     try:

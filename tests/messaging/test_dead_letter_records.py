@@ -6,12 +6,9 @@ from datetime import UTC, datetime
 import pytest
 
 from messaging.contracts import TaskSubmittedEvent
-from messaging.dead_letters import (
-    REPLAY_HEADER,
-    consumer_failure_record,
-    dead_letter_archive,
-    parse_dead_letter,
-)
+from messaging.dead_letters.archive import dead_letter_archive
+from messaging.dead_letters.failures import consumer_failure_record
+from messaging.dead_letters.messages import REPLAY_HEADER, parse_dead_letter
 from messaging.events import Envelope
 from messaging.models import DeadLetter
 from tasks.models import LaundryTask
@@ -145,7 +142,7 @@ def test_the_status_of_a_purged_dead_letter():
 
 
 def test_a_message_without_an_id_is_named_by_its_body_and_kept_byte_for_byte():
-    from messaging.dead_letters import body_id, dead_letter_of_record, parse_raw_dead_letter
+    from messaging.dead_letters.messages import body_id, dead_letter_of_record, parse_raw_dead_letter
 
     raw = b"\xff\x00 not an envelope"
     headers = {"x-death": [{"count": 1, "reason": "rejected", "queue": "task.submitted", "time": DIED}]}
@@ -162,7 +159,7 @@ def test_a_message_without_an_id_is_named_by_its_body_and_kept_byte_for_byte():
 
 
 def test_the_history_shows_an_event_as_the_queue_would():
-    from messaging.dead_letters import dead_letter_of_record
+    from messaging.dead_letters.messages import dead_letter_of_record
 
     envelope = task_event()
     dead_letter_archive(dead_letter(envelope, retries=3))

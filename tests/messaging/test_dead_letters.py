@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from fitness.celery import app as celery_app
-from messaging import dead_letters
+from messaging.dead_letters import operations
 from messaging.errors import BrokerUnavailable
 from messaging.models import DeadLetter, ProcessedEvent
 from messaging.outbox import publish_event
@@ -163,7 +163,7 @@ def test_a_replay_interrupted_by_a_broker_failure_loses_nothing_and_can_be_run_a
     archived(events)
     wait_for(lambda: queue_depth(DLQ) == 3, what="three dead letters in the DLQ")
     fixable.fix()
-    publish = dead_letters.publish_envelope
+    publish = operations.publish_envelope
     published = []
 
     def broker_fails_on_the_second(queue, body, **options):
@@ -172,14 +172,14 @@ def test_a_replay_interrupted_by_a_broker_failure_loses_nothing_and_can_be_run_a
         publish(queue, body, **options)
         published.append(body["event_id"])
 
-    monkeypatch.setattr(dead_letters, "publish_envelope", broker_fails_on_the_second)
+    monkeypatch.setattr(operations, "publish_envelope", broker_fails_on_the_second)
     with pytest.raises(CommandError, match="stopped early, the rest stays in the dead-letter queue: RabbitMQ went"):
         dlq("replay", "--event-type", "ProbeFixableEvent")
 
     wait_for(lambda: ProbeEffect.objects.filter(label__startswith="midway-").count() == 1, what="the one replayed")
     # the message in hand when the publish failed went back to the DLQ, with the one not reached
     wait_for(lambda: queue_depth(DLQ) == 2, timeout=10, what="the two not replayed to be in the DLQ")
-    monkeypatch.setattr(dead_letters, "publish_envelope", publish)
+    monkeypatch.setattr(operations, "publish_envelope", publish)
     assert "replayed 2 dead letter(s)" in dlq("replay", "--event-type", "ProbeFixableEvent")
     wait_for(lambda: ProbeEffect.objects.filter(label__startswith="midway-").count() == 3, what="the rest")
     assert queue_depth(DLQ) == 0

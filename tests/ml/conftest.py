@@ -2,7 +2,7 @@
 
 Training is kept tiny (32-pixel pictures, two per kind, one epoch: a second or two) since
 these tests check the plumbing, not the accuracy; `train_model`'s defaults are measured
-separately (see README).
+separately (see docs/operating.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The web process must never import torch: only ml.inference and ml.training (and what they use) do."""
+"""The web process must never import torch: only ml.inference, ml.training and ml.retraining_pipeline (and what
+they use) do."""
 
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from tests.support import ROOT
 
 TORCH_FREE = (
     "ml.models", "ml.selectors", "ml.services", "ml.labels", "ml.errors", "ml.admin", "ml.datasets",
-    "ml.defaults", "ml.management.commands.train_model",
+    "ml.defaults", "ml.retraining", "ml.jobs", "ml.management.commands.train_model",
+    "ml.management.commands.retrain",
 )
 
 CHECK = """

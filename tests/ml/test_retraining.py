@@ -20,7 +20,8 @@ from django.test import override_settings
 
 from ml.labels import LABEL_SPACES
 from ml.models import ModelActivation, ModelVersion, RetrainingRun, TrainingSample
-from ml.retraining import RUNNER_LOCK_KEY, RetrainingBusy, retrain_pending, retrain_request
+from ml.retraining import RUNNER_LOCK_KEY, RetrainingBusy, retrain_request
+from ml.retraining_pipeline import retrain_pending
 from tests.ml.conftest import TINY_SIZE
 from tests.support import database_url
 
@@ -184,6 +185,15 @@ def test_retrain_enqueue_only_queues(capsys, django_capture_on_commit_callbacks)
     assert "queued for the worker-mlops pool" in capsys.readouterr().out
     assert RetrainingRun.objects.get().status == "queued"
     assert len(callbacks) == 1
+
+
+def test_the_retrain_job_is_sent_by_the_name_the_mlops_job_is_declared_with():
+    from fitness.celery import app
+    from ml.jobs import retrain
+    from ml.retraining import RETRAIN_JOB
+
+    assert retrain.name == RETRAIN_JOB
+    assert app.amqp.router.route({}, RETRAIN_JOB)["queue"].name == "mlops"
 
 
 def test_models_lists_promotes_and_rolls_back(store_version, capsys):

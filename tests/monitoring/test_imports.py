@@ -1,4 +1,4 @@
-"""monitoring produces EquipmentFaultEvent; like every producer it imports no consumer code (DG-03)."""
+"""monitoring produces EquipmentFaultEvent: a producer imports no consumer code (DG-03 in docs/decisions.md)."""
 
 from tests.support import ROOT
 from tests.test_architecture import CONSUMER_PACKAGES, imported_modules

@@ -13,7 +13,6 @@ import requests
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DatabaseError
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
 from messaging.models import OutboxMessage
 from ml.labels import LABEL_SPACES
@@ -27,8 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def token_for(user) -> dict[str, str]:
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}"}
+    return {"Authorization": f"Token {factories.api_token(user)}"}
 
 
 def upload(stack, user, photo: bytes, name: str = "laundry.jpg", content_type: str = "image/jpeg"):

@@ -22,7 +22,7 @@ def test_the_token_endpoint_trades_username_and_password_for_a_token():
     response = APIClient().post("/api/v1/auth/token/", {"username": "helper9", "password": "helper9-pass"})
 
     assert response.status_code == 200
-    assert len(response.json()["token"]) == 40
+    assert len(response.json()["token"]) == 64 and response.json()["expiry"]
 
 
 def test_the_token_endpoint_refuses_a_wrong_password_with_400():

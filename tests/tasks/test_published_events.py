@@ -1,4 +1,4 @@
-"""The producer side of DG-03: what `tasks` publishes validates against the committed schemas."""
+"""The producer side of DG-03 (docs/decisions.md): what `tasks` publishes validates against the committed schemas."""
 
 import jsonschema
 import pytest

@@ -1,3 +1,8 @@
+"""The `dead-letters` process: consumes `dead-letters.archive` and records every dead letter in PostgreSQL.
+
+Documented in docs/operating.md (*Dead letters*) and docs/architecture.md (*Consumers*).
+"""
+
 import logging
 import signal
 import time
@@ -9,7 +14,9 @@ from kombu.mixins import ConsumerMixin
 from fitness import topology
 from fitness.celery import app as celery_app
 from fitness.logging import envelope_log_fields
-from messaging.dead_letters import dead_letter_archive, parse_raw_dead_letter, return_to_queue
+from messaging.dead_letters.archive import dead_letter_archive
+from messaging.dead_letters.messages import parse_raw_dead_letter
+from messaging.dead_letters.sweep import return_to_queue
 from observability.exporter import start_exporter
 
 logger = logging.getLogger("messaging.dead_letters")

@@ -9,16 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from fitness import topology
 from fitness.formatting import clip, table, when
-from messaging.dead_letters import (
-    NOT_AN_ENVELOPE,
-    DeadLetterMessage,
-    OperationReport,
-    Selection,
-    dead_letter_summaries,
-    dead_letters_browse,
-    dead_letters_purge,
-    dead_letters_replay,
-)
+from messaging.dead_letters.messages import DeadLetterMessage
+from messaging.dead_letters.operations import NOT_AN_ENVELOPE, OperationReport, dead_letters_purge, dead_letters_replay
+from messaging.dead_letters.selection import Selection, dead_letter_summaries, dead_letters_browse
 from messaging.errors import BrokerUnavailable
 
 MAX_ROWS = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from ml.models import RetrainingRun
-from ml.retraining import RetrainingBusy, RetrainingSettings, retrain_pending, retrain_request
+from ml.retraining import RetrainingBusy, RetrainingSettings, retrain_request
 from ml.training_data import samples_not_yet_used
 
 
@@ -42,6 +42,8 @@ class Command(BaseCommand):
             joined = "" if created else " (joined the run that was already queued)"
             self.stdout.write(f"run {run.pk} queued for the worker-mlops pool{joined}")
             return
+        from ml.retraining_pipeline import retrain_pending  # torch: only when the run runs here
+
         try:
             finished = retrain_pending(progress=self._say, wait=options["wait"])
         except RetrainingBusy as exc:
