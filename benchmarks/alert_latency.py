@@ -2,8 +2,8 @@
 """Fault alert latency while the AI pool is busy: telemetry POST → push at the FCM server.
 
 The whole path runs as in production: gunicorn (the Procfile's `web`) takes a telemetry
-POST with an error code, opens the fault and commits its event (outbox fast path), the
-`worker-alerts` pool (2 processes, PUSH_BACKEND=fcm) pushes through the real
+POST with an error code, opens the fault and commits its event to the outbox, the relay
+publishes it, the `worker-alerts` pool (2 processes, PUSH_BACKEND=fcm) pushes through the real
 firebase-admin SDK to a local server that speaks the FCM v1 and OAuth endpoints, and
 the clock stops when the push request arrives there. Meanwhile N AI messages (default
 10,000) wait in `task.submitted` and the AI pool (three `worker-ai` processes) works on
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, celery_worker, percentile  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, ai_worker, celery_worker, percentile  # noqa: E402
 from tests import processes  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "8766"))
@@ -134,13 +134,13 @@ def main() -> int:
                                     "--workers", str(args.web_workers)], stack.env, logs / "web.log")]
         alerts = celery_worker("equipment.fault", "alerts", concurrency=args.alert_workers)
         started_processes.append(start(alerts, push_env, logs / "alerts.log"))
-        # the relay, as the Procfile runs it: publishes what a fast path could not
+        # the relay, as the Procfile runs it: the one publisher of committed events
         started_processes.append(start([sys.executable, "manage.py", "relay_outbox", "--interval", "0.5"],
                                        dict(stack.env, LOG_LEVEL="INFO"), logs / "relay.log"))
         for i in range(args.ai_workers):
             ai_env = dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1")
             nice = ["nice", "-n", str(args.ai_nice)] if args.ai_nice else []
-            started_processes.append(start(nice + celery_worker("task.submitted", f"ai-{i}"), ai_env,
+            started_processes.append(start(nice + ai_worker(f"ai-{i}"), ai_env,
                                            logs / f"ai-{i}.log"))
         try:
             wait_until(lambda: (logs / "alerts.log").read_text().count("push backend fcm ready") >= args.alert_workers,

@@ -5,14 +5,14 @@ On the local three-node cluster (scripts/rabbitmq-cluster.sh; started if it is n
 running), with every quorum queue replicated on the three nodes and every process given
 the three nodes' URLs (Celery's failover):
 
-1. tasks are accepted continuously (each committed with its outbox event and published on
-   the fast path, as `task_submit` does) while AI workers read them and the relay runs;
+1. tasks are accepted continuously (each committed with its outbox event, as `task_submit`
+   does, and published by the relay) while AI workers read them;
 2. after --before seconds, the node that leads `task.submitted` is stopped;
 3. after --down seconds it is started again; tasks keep coming for --after seconds;
 4. the publisher stops and the workers drain the queue.
 
-Reported: tasks accepted, events confirmed by RabbitMQ (outbox rows published, by the fast
-path or the relay), tasks read, lost (accepted and never read), duplicate effects (an event
+Reported: tasks accepted, events confirmed by RabbitMQ (outbox rows the relay published),
+tasks read, lost (accepted and never read), duplicate effects (an event
 whose handler committed twice, from the workers' logs; a redelivery skipped as already
 processed is counted apart), the leader before and after, and the longest pause in
 consumption (the largest gap between two consecutive readings).
@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, ai_worker  # noqa: E402
 from tests import processes  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "rabbitmq-cluster.sh"
@@ -149,7 +149,7 @@ def run(stack: BenchStack, cluster: LocalCluster, args) -> dict:
     def worker(i: int) -> subprocess.Popen:
         with open(logs / f"worker-{i}.log", "ab") as out:
             return processes.spawn(
-                celery_worker("task.submitted", f"ai-failover-{i}"),
+                ai_worker(f"ai-failover-{i}"),
                 cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1", CELERY_BROKER_URL=rotated(i)),
                 stdout=out, stderr=subprocess.STDOUT,
             )
@@ -261,7 +261,7 @@ def drain(cluster: LocalCluster, vhost: str, read_count, wanted: int, *, limit: 
 def print_table(figures: dict) -> None:
     rows = [
         ("tasks accepted (committed with their event)", figures["accepted"]),
-        ("events confirmed by RabbitMQ (fast path or relay)", figures["confirmed"]),
+        ("events confirmed by RabbitMQ (published by the relay)", figures["confirmed"]),
         ("tasks read by the AI workers", figures["read"]),
         ("lost (accepted, never read)", figures["lost"]),
         ("duplicate effects (handler committed twice)", figures["duplicate_effects"]),

@@ -11,7 +11,7 @@ private database:
    is stopped and started again; then the workers read it.
 3. broker outage: RabbitMQ is stopped (`stop_app`) while tasks are submitted through
    `task_submit` (as the API does: each its own transaction, answered at once); it is
-   started again; the relay publishes what the fast path could not; the workers read it.
+   started again; the relay publishes what was committed meanwhile; the workers read it.
 
 Lost = tasks accepted but never read; duplicate effects = events whose handler committed
 more than once (from the workers' "processed" log lines; a redelivery that was skipped as
@@ -61,8 +61,12 @@ class Scenario:
         from tests.support import WorkerProcess
 
         self._serial += 1
+        from django.conf import settings
+
+        # as the Procfile's worker-ai runs: a thread pool whose photos are read in batches
         worker = WorkerProcess(
-            ["task.submitted"], name=f"ai-{self._serial}", concurrency=1, log_dir=self.log_dir,
+            ["task.submitted"], name=f"ai-{self._serial}", concurrency=settings.ML_BATCH_MAX, pool="threads",
+            log_dir=self.log_dir,
             DJANGO_SETTINGS_MODULE="fitness.settings", ML_PRELOAD="1", TORCH_NUM_THREADS="1", LOG_LEVEL="INFO",
         )
         self.workers.append(worker.launch())
@@ -187,7 +191,7 @@ def broker_outage(scenario: Scenario, node: RabbitMQNode, n: int) -> dict:
         DJANGO_SETTINGS_MODULE="fitness.settings",
     ).start()
     accepted: list[int] = []
-    # every submit's fast path fails while RabbitMQ is down and logs it; once is enough here
+    # the relay's attempts fail while RabbitMQ is down and it logs each; once is enough here
     logging.getLogger("messaging.outbox").setLevel(logging.CRITICAL)
     try:
         node.stop_app()

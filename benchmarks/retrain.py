@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, celery_worker  # noqa: E402
+from benchmarks.stack import ROOT, BenchStack, ai_worker  # noqa: E402
 from tests import processes  # noqa: E402
 
 SHIFT_SEED = 4242
@@ -199,7 +199,7 @@ def time_switches(stack: BenchStack, base, candidate, photo: bytes, switches: in
     user = helper()
     branch = user.helper.branch
     worker = processes.spawn(
-        celery_worker("task.submitted", "ai-retrain", loglevel="WARNING"),
+        ai_worker("ai-retrain", loglevel="WARNING"),
         cwd=ROOT, env=dict(stack.env, ML_PRELOAD="1", TORCH_NUM_THREADS="1"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -116,10 +116,21 @@ class BenchStack:
                 shutil.rmtree(self.media, ignore_errors=True)
 
 
-def celery_worker(queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO") -> list[str]:
+def celery_worker(queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO",
+                  pool: str = "prefork") -> list[str]:
     """The argv of a `celery worker` as the Procfile runs one (prefork, no gossip, no mingle)."""
     return [sys.executable, "-m", "celery", "-A", "fitness", "worker", "-Q", queues, "-n", f"{name}@%h",
-            "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel", loglevel]
+            "--pool", pool, "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+            "--loglevel", loglevel]
+
+
+def ai_worker(name: str, *, loglevel: str = "INFO") -> list[str]:
+    """The argv of an AI worker as the Procfile's `worker-ai` runs one: ML_BATCH_MAX threads whose
+    photos are read in batches (its environment: ML_PRELOAD=1, TORCH_NUM_THREADS=1)."""
+    from django.conf import settings
+
+    return celery_worker("task.submitted", name, concurrency=settings.ML_BATCH_MAX, loglevel=loglevel,
+                         pool="threads")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, task_prerun
 
 from fitness import topology, worker_probes  # noqa: F401  (worker_probes: signal handlers)
 from fitness.logging import configure_celery_logging
@@ -31,3 +31,13 @@ app.conf.worker_consumer = "fitness.worker_consumer:Consumer"
 # Plain jobs live in each app's `jobs` module, event handlers in its `consumers` module.
 app.autodiscover_tasks(related_name="jobs")
 app.autodiscover_tasks(related_name="consumers")
+
+
+@task_prerun.connect
+def _close_old_connections(**_: object) -> None:
+    # As Django does at every request: a connection older than CONN_MAX_AGE or broken by an
+    # error is closed (and reopened on use); others are kept (CELERY_DB_REUSE_MAX). Measured
+    # in the AI pool: reconnecting per task was ~5% of its CPU samples, plus PostgreSQL's side.
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -238,6 +238,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower sees tasks without `-E`
+# Celery's Django fixup closes a task's database connection before and after every task unless
+# this is set (then every this many tasks): a new PostgreSQL connection per message. Workers
+# keep theirs and apply Django's own rule per task instead (fitness/celery.py).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
@@ -245,9 +249,9 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # --- The event outbox ------------------------------------------------------------------
 # Published outbox rows are kept this long for audit, then pruned by the relay.
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
-# How often the relay looks for rows the fast path could not publish.
-OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 1.0)
-OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
+# How often the relay scans when no NOTIFY woke it (a lost notification only delays this long).
+OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 5.0)
+OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 500)
 # A row RabbitMQ refuses (unroutable, nacked) waits this long before its next attempt,
 # doubling with each refusal up to the maximum; the rows behind it are published meanwhile.
 OUTBOX_REFUSED_BACKOFF_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_SECONDS", 5.0)
@@ -256,6 +260,12 @@ OUTBOX_REFUSED_BACKOFF_MAX_SECONDS = env_float("OUTBOX_REFUSED_BACKOFF_MAX_SECON
 # --- The AI model ----------------------------------------------------------------------
 # How often an AI worker checks which model version is active (hot reload, no restart).
 ML_RELOAD_CHECK_SECONDS = env_float("ML_RELOAD_CHECK_SECONDS", 2.0)
+# Dynamic batching in an AI worker (ml.batching): at most ML_BATCH_MAX photos per forward pass,
+# gathered for at most ML_BATCH_WAIT_MS after the first. The worker runs as many threads
+# (Procfile `worker-ai`, deploy/kubernetes/worker-ai.yaml), so that many photos can be in hand.
+# Defaults for three instances on two cores; a 1-CPU pod uses the same (see README).
+ML_BATCH_MAX = env_int("ML_BATCH_MAX", 8)
+ML_BATCH_WAIT_MS = env_float("ML_BATCH_WAIT_MS", 10.0)
 
 # --- Retraining on owner-confirmed photos (ml.retraining) ---------------------------------
 # The share of confirmed photos (by hash) that are held out to judge candidates, never trained on.

@@ -1,18 +1,26 @@
-"""Confirmed, mandatory publishing of event envelopes to RabbitMQ.
+"""Confirmed, mandatory publishing of event envelopes to RabbitMQ, many confirms in flight.
 
-Only the outbox (fast path and relay) calls this; application code publishes with
-`messaging.outbox.publish_event`, which is transaction-safe.
+Only the outbox relay (`messaging.outbox.publish_pending`) and dead-letter replays call
+this; application code publishes with `messaging.outbox.publish_event`, which only writes
+the outbox row.
 
-Every publish waits for RabbitMQ's confirm and is `mandatory`: a message that no queue
-is bound for comes back as an error instead of being dropped, so its outbox row stays
-unpublished. Failures come in two kinds (messaging.errors): BrokerUnavailable, RabbitMQ
-cannot be used at all (stop, try again later), and MessageRefused, RabbitMQ refused this
-one message (back it off, carry on with the others). `_refusal` is where they are told apart.
+Every message is `mandatory`, and confirmed: a message that no queue is bound for comes
+back as a refusal instead of being dropped, so its outbox row stays unpublished.
+`publish_batch` sends a whole batch on a channel in confirm mode and then waits once for
+the acks (pipelined confirms: one round trip per batch, not per message), within
+CONFIRM_TIMEOUT_SECONDS; a blocked broker (memory or disk alarm) never makes it wait longer.
 
-Each thread keeps one connection. We manage it here rather than through Celery's
-producer pool because after any failure (a timed-out confirm, a returned message) the
-channel may still owe us an answer for the failed publish; reusing it could pair the next
-publish with that stale confirm. So a connection that failed is thrown away.
+Failures come in two kinds (messaging.errors): BrokerUnavailable, RabbitMQ cannot be used
+at all (stop, try again later), and MessageRefused, RabbitMQ refused this one message (back
+it off, carry on with the others). `_refusal` is where they are told apart. A basic.return
+(unroutable) or basic.nack refuses one message; a channel error closes the channel under the
+whole batch, so its unconfirmed messages are published again one at a time, and the one
+that causes the error again is the refused one.
+
+Each thread keeps one connection. We manage it here rather than through Celery's producer
+pool because after any failure (a timed-out confirm, a closed channel) the channel may
+still owe us answers for the failed batch; reusing it could pair the next publish with a
+stale confirm. So a connection that failed is thrown away.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from amqp.exceptions import ChannelError as AMQPChannelError
-from amqp.exceptions import MessageNacked
 from kombu import Connection, Producer
 
 from fitness import topology
@@ -32,7 +42,16 @@ from messaging.errors import BrokerUnavailable, MessageRefused
 
 logger = logging.getLogger(__name__)
 
-CONFIRM_TIMEOUT_SECONDS = 5.0
+CONFIRM_TIMEOUT_SECONDS = 5.0  # for a whole batch's confirms, and for each socket write
+
+
+@dataclass
+class BatchResult:
+    """What RabbitMQ did with each message of a batch, by its index in the batch."""
+
+    confirmed: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)  # index -> why (MessageRefused's text)
+    error: str = ""  # set: RabbitMQ could not be used; the rest are neither confirmed nor refused
 
 
 class _Publisher(threading.local):
@@ -41,42 +60,128 @@ class _Publisher(threading.local):
 
     def _connect(self) -> Producer:
         if self.producer is None:
-            connection = celery_app.connection_for_write()
-            connect_once(connection)
+            # confirm mode is set on our channel below; kombu's confirm_publish would wait for
+            # each message's confirm in basic_publish, which is what pipelining avoids
+            connection = celery_app.connection_for_write(transport_options={"confirm_publish": False})
+            try:
+                connect_once(connection)
+                channel = connection.default_channel
+                channel.confirm_select()
+            except BaseException:
+                connection.release()
+                raise
             self.connection = connection
-            self.producer = Producer(connection.default_channel)
+            self.producer = Producer(channel)
+            self.next_tag = 1  # RabbitMQ numbers a confirm channel's publishes 1, 2, 3...
         return self.producer
 
-    def discard(self) -> None:
+    def discard(self, *, failed: bool = True) -> None:
+        """Drop the connection. A failed one is cut without the closing handshake: a blocked
+        broker does not read it, and waiting for its close-ok would hang."""
         connection, self.connection, self.producer = self.connection, None, None
         if connection is not None:
             try:
-                connection.release()
+                if failed:
+                    connection.collect()
+                else:
+                    connection.release()
             except Exception:  # it is already broken; closing is best effort
                 logger.debug("closing a failed broker connection raised", exc_info=True)
 
-    def publish(self, queue: str, body: dict[str, Any], headers: dict[str, Any] | None = None) -> None:
+    def publish_batch(self, messages: Sequence[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> BatchResult:
         for attempt in (1, 2):
             reused = self.producer is not None
             try:
                 producer = self._connect()
             except Exception as exc:
                 self.discard()
-                raise BrokerUnavailable(_describe(exc)) from exc
+                return BatchResult(error=_describe(exc))
+            result = BatchResult()
             try:
-                self._send(producer, queue, body, headers)
-                return
-            except Exception as exc:
-                # A returned or nacked message leaves the channel owing us a confirm: never reuse it.
+                self._send_and_wait(producer, messages, result)
+                return result
+            except AMQPChannelError as exc:
+                # The channel is closed under the batch: no more answers will come on it.
                 self.discard()
-                refusal = _refusal(exc, queue)
-                if refusal:
-                    raise MessageRefused(refusal) from exc
-                if reused and attempt == 1:
-                    # A kept connection may have died since its last use (broker restart):
-                    # one fresh connection is worth a try before giving up.
+                unconfirmed = [i for i in range(len(messages)) if i not in result.refused
+                               and i not in result.confirmed]
+                if len(messages) == 1:
+                    result.refused[0] = _refusal(exc, messages[0][0])
+                    return result
+                for i in unconfirmed:  # find the one that causes it: each again, alone
+                    alone = self.publish_batch([messages[i]])
+                    if alone.error:
+                        result.error = alone.error
+                        return result
+                    if alone.refused:
+                        result.refused[i] = alone.refused[0]
+                    else:
+                        result.confirmed.append(i)
+                return result
+            except Exception as exc:
+                # A timed-out confirm or a broken socket: the channel may still owe us answers.
+                self.discard()
+                timed_out = isinstance(exc, TimeoutError)  # alive but blocked or slow: retrying cannot help
+                if reused and attempt == 1 and not timed_out and not result.confirmed and not result.refused:
+                    # A kept connection may have died since its last use (broker restart,
+                    # heartbeats missed while idle): one fresh connection is worth a try.
                     continue
-                raise BrokerUnavailable(_describe(exc)) from exc
+                result.error = _describe(exc)
+                return result
+        raise AssertionError("unreachable")
+
+    def _send_and_wait(self, producer: Producer, messages, result: BatchResult) -> None:
+        channel = producer.channel
+        in_flight: dict[int, int] = {}  # delivery tag -> index in the batch
+        returned: dict[str, str] = {}  # event_id -> why RabbitMQ returned it
+        event_ids: dict[int, str] = {}
+
+        def on_return(exc, exchange, routing_key, message):
+            # RabbitMQ sends a mandatory message's basic.return before its basic.ack
+            returned[str((message.headers or {}).get("event_id"))] = _refusal(exc, routing_key)
+
+        def settle(tag: int, multiple: bool, nacked: bool) -> None:
+            for t in [t for t in in_flight if t <= tag] if multiple else [tag]:
+                index = in_flight.pop(t, None)
+                if index is None:
+                    continue
+                if nacked:
+                    result.refused[index] = _nacked(messages[index][0])
+                elif event_ids[index] in returned:
+                    result.refused[index] = returned[event_ids[index]]
+                else:
+                    result.confirmed.append(index)
+
+        def on_ack(tag, multiple):
+            settle(tag, multiple, nacked=False)
+
+        def on_nack(tag, multiple):
+            settle(tag, multiple, nacked=True)
+
+        handlers = (("basic_return", on_return), ("basic_ack", on_ack), ("basic_nack", on_nack))
+        for name, handler in handlers:
+            channel.events[name].add(handler)
+        try:
+            for index, (queue, body, headers) in enumerate(messages):
+                event_ids[index] = str(body["event_id"])
+                in_flight[self.next_tag] = index
+                self.next_tag += 1
+                self._send(producer, queue, body, headers)
+            deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
+            while in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"RabbitMQ confirmed {len(messages) - len(in_flight)} of {len(messages)} message(s)"
+                        f" within {CONFIRM_TIMEOUT_SECONDS:g} s (blocked by an alarm, or overloaded)"
+                    )
+                try:
+                    self.connection.drain_events(timeout=remaining)
+                except TimeoutError:
+                    continue  # the deadline's error says how far it got
+        finally:
+            for name, handler in handlers:
+                channel.events[name].discard(handler)
 
     def _send(self, producer: Producer, queue: str, body: dict[str, Any],
               extra_headers: dict[str, Any] | None) -> None:
@@ -106,9 +211,9 @@ class _Publisher(threading.local):
             headers=headers,
             serializer="json",
             delivery_mode="persistent",
-            mandatory=True,  # unroutable -> error, not a silent drop
+            mandatory=True,  # unroutable -> basic.return, not a silent drop
             retry=False,
-            confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
+            timeout=CONFIRM_TIMEOUT_SECONDS,  # a blocked broker stops reading: the write must not hang
             **properties,
         )
 
@@ -116,8 +221,8 @@ class _Publisher(threading.local):
 def connect_once(connection: Connection) -> None:
     """Connect, trying each failover host once, without kombu's sleeps between rounds.
 
-    A request that publishes must not hang while RabbitMQ is down: the outbox row is
-    committed already, and the relay publishes it when RabbitMQ is back.
+    The relay must not hang while RabbitMQ is down: the outbox row is committed already,
+    and the relay tries again after a backoff.
     """
     hosts = max(1, len(connection.alt))
     connection.ensure_connection(max_retries=hosts - 1, interval_start=0, interval_step=0)
@@ -130,27 +235,38 @@ def _describe(exc: BaseException) -> str:
 NO_ROUTE = 312
 
 
+def _nacked(queue: str) -> str:
+    return (f"RabbitMQ nacked the message for {queue!r} (a queue refused it, e.g. one at its "
+            f"max-length with overflow reject-publish)")
+
+
 def _refusal(exc: BaseException, queue: str) -> str:
-    """Why RabbitMQ refused this one message, or "" when the failure is the broker's as a whole.
+    """Why RabbitMQ refused this one message: a basic.return or a channel error it caused.
 
     Refusals arrive on a working connection: a basic.return of an unroutable `mandatory`
-    message (py-amqp raises it as a ChannelError with code 312 while it waits for the
-    confirm), a basic.nack, or a channel error that this publish caused. A connection error,
-    a socket error or a confirm that timed out means the broker itself is the problem.
+    message (code 312), a basic.nack (`_nacked`), or a channel error that this publish
+    caused. A connection error, a socket error or a confirm that timed out means the broker
+    itself is the problem, and is no refusal.
     """
-    if isinstance(exc, MessageNacked):
-        return (f"RabbitMQ nacked the message for {queue!r} (a queue refused it, e.g. one at its "
-                f"max-length with overflow reject-publish)")
-    if isinstance(exc, AMQPChannelError):
-        text = str(exc) or exc.__class__.__name__
-        if getattr(exc, "code", None) == NO_ROUTE or "NO_ROUTE" in text:
-            return (f"no queue is bound for routing key {queue!r} (removed from the topology, or "
-                    f"`manage.py setup_broker` has not run): {text}")
-        return f"RabbitMQ refused the message for {queue!r}: {exc.__class__.__name__}: {text}"
-    return ""
+    text = str(exc) or exc.__class__.__name__
+    if getattr(exc, "code", None) == NO_ROUTE or "NO_ROUTE" in text:
+        return (f"no queue is bound for routing key {queue!r} (removed from the topology, or "
+                f"`manage.py setup_broker` has not run): {text}")
+    return f"RabbitMQ refused the message for {queue!r}: {exc.__class__.__name__}: {text}"
 
 
 _publisher = _Publisher()
+
+
+def publish_batch(messages: Sequence[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> BatchResult:
+    """Publish `(queue, envelope, extra headers)` messages with pipelined confirms, in order.
+
+    Returns which were confirmed and which RabbitMQ refused (each with why); when RabbitMQ
+    could not be used `error` says why, and the rest were neither.
+    """
+    if not messages:
+        return BatchResult()
+    return _publisher.publish_batch(messages)
 
 
 def publish_envelope(queue: str, body: dict[str, Any], *, headers: dict[str, Any] | None = None) -> None:
@@ -160,8 +276,12 @@ def publish_envelope(queue: str, body: dict[str, Any], *, headers: dict[str, Any
     Raises MessageRefused when RabbitMQ refuses this message (unroutable, nacked, a channel
     error), and BrokerUnavailable, its base, when RabbitMQ cannot be used at all.
     """
-    _publisher.publish(queue, body, headers)
+    result = publish_batch([(queue, body, headers)])
+    if result.refused:
+        raise MessageRefused(result.refused[0])
+    if result.error:
+        raise BrokerUnavailable(result.error)
 
 
 def close_connection() -> None:
-    _publisher.discard()
+    _publisher.discard(failed=False)

@@ -77,6 +77,8 @@ class EventConsumerTask(Task):
     accepted_versions: tuple[int, ...] = ()  # the schema versions of its event type it accepts
     # Called with (event, envelope, exception) once the event is dead-lettered.
     dead_letter_hook: Callable[[Any, Envelope, BaseException], None] | None = None
+    # Called with (event, envelope, exception) when an attempt failed and a retry is scheduled.
+    retry_hook: Callable[[Any, Envelope, BaseException], None] | None = None
 
     def signature_from_request(self, request=None, args=None, kwargs=None, queue=None, **options):
         # A retry goes back to the queue the message came from. Celery would route it by
@@ -121,6 +123,7 @@ class EventConsumerTask(Task):
             self.request.retries + 1, policy.max_retries + 1, policy.delay(self.request.retries),
             exc.__class__.__name__, exc, self._event_fields(kwargs),
         )
+        self._call_hook(self.retry_hook, "retry", kwargs, exc)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         metrics.event_dead_lettered(self.name, self.consumer_name)
@@ -133,16 +136,19 @@ class EventConsumerTask(Task):
             "dead-lettering (%s): %s: %s %s", reason, exc.__class__.__name__, exc, self._event_fields(kwargs)
         )
         self._record_failure(exc, task_id, reason)
-        if self.dead_letter_hook is None:
+        self._call_hook(self.dead_letter_hook, "dead-letter", kwargs, exc)
+
+    def _call_hook(self, hook, what: str, kwargs, exc: BaseException) -> None:
+        if hook is None:
             return
         try:
             envelope, payload = parse_message((kwargs or {}).get("event"))
         except PermanentError:
             return  # not an event we can describe to the hook
         try:
-            self.dead_letter_hook(payload, envelope, exc)
+            hook(payload, envelope, exc)
         except Exception:
-            logger.exception("the dead-letter hook of %s failed %s", self.consumer_name, self._event_fields(kwargs))
+            logger.exception("the %s hook of %s failed %s", what, self.consumer_name, self._event_fields(kwargs))
 
     def _record_failure(self, exc: BaseException, task_id: str, reason: str) -> None:
         # basic.reject cannot carry the error, so it goes to the dead letter's history in
@@ -196,6 +202,7 @@ def event_consumer(
     name: str,
     on_start: Callable[[Any, Envelope], None] | None = None,
     on_dead_letter: Callable[[Any, Envelope, BaseException], None] | None = None,
+    on_retry: Callable[[Any, Envelope, BaseException], None] | None = None,
     atomic: bool = True,
     **task_options: Any,
 ) -> Callable[[Handler], Task]:
@@ -205,7 +212,10 @@ def event_consumer(
     `name` identifies the consumer in the idempotency records and the logs (keep it
     stable). `on_start(event, envelope)` runs and commits before the handler's
     transaction (e.g. to show "in progress"); it must be idempotent. `on_dead_letter(event,
-    envelope, exc)` runs once the event is given up on (e.g. to mark its task failed).
+    envelope, exc)` runs once the event is given up on (e.g. to mark its task failed), and
+    `on_retry(event, envelope, exc)` after an attempt failed and its retry is scheduled (e.g.
+    to show that the work is under way when it takes seconds); both run outside the
+    handler's transaction and must be idempotent.
 
     `atomic=False` is for handlers whose effects leave the system (pushes): no rollback can
     take those back, so the handler runs outside a transaction, makes its own progress
@@ -267,6 +277,7 @@ def event_consumer(
             consumer_name=name,
             accepted_versions=tuple(sorted(accepted)),
             dead_letter_hook=staticmethod(on_dead_letter) if on_dead_letter else None,
+            retry_hook=staticmethod(on_retry) if on_retry else None,
             **task_options,
         )(metrics.consumer_observed(event_type, name)(run))
 

@@ -16,8 +16,8 @@ class OutboxQuerySet(models.QuerySet):
 class OutboxMessage(models.Model):
     """An event committed together with the change that caused it (transactional outbox).
 
-    The row is written in the caller's transaction; it is published to RabbitMQ right
-    after the commit, or later by the relay when that did not work. A row RabbitMQ refuses
+    The row is written in the caller's transaction (with a NOTIFY that wakes the relay on
+    commit); the relay (`manage.py relay_outbox`) publishes it to RabbitMQ. A row RabbitMQ refuses
     (unroutable, nacked) backs off alone until `next_attempt_at`; an operator may retry or
     discard it (`manage.py outbox`). Published rows stay for audit until the retention runs
     out; discarded rows stay, never published.

@@ -4,12 +4,16 @@
         task = Task.objects.create(...)
         publish_event(TaskSubmittedEvent(task_id=task.id, ...))
 
-The outbox row commits with the task or not at all. Right after the commit the event is
-published (the fast path); if RabbitMQ is down or the process dies first, the relay
-(`manage.py relay_outbox`) publishes it later. Rows are claimed with
-`SELECT … FOR UPDATE SKIP LOCKED`, so the fast path and any number of relays never
-publish the same row twice at the same time. A crash between RabbitMQ's confirm and the
-row's update can still publish a row twice; consumers are idempotent on `event_id`.
+The outbox row commits with the task or not at all, and that commit is the durable
+publish: the request never talks to RabbitMQ. The same statement sends a PostgreSQL
+NOTIFY on OUTBOX_CHANNEL, which PostgreSQL delivers only when the transaction commits;
+the relay (`manage.py relay_outbox`, always running, messaging/relay.py) LISTENs, wakes at
+once and publishes the committed rows in batches with pipelined publisher confirms. It
+also scans every few seconds, so a lost notification (a relay restarting) only delays.
+Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED` and stay locked while their batch
+is published, so any number of relays never publish the same row twice at the same time.
+A crash between RabbitMQ's confirm and the row's update can still publish a row twice;
+consumers are idempotent on `event_id`.
 """
 
 from __future__ import annotations
@@ -25,40 +29,55 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from fitness import topology
-from messaging.broker import publish_envelope
+from messaging.broker import publish_batch
 from messaging.correlation import current_correlation_id
-from messaging.errors import BrokerUnavailable, MessageRefused
 from messaging.events import Envelope, Event
 from messaging.models import OutboxMessage
 from observability import metrics
 
 logger = logging.getLogger(__name__)
 
+# The PostgreSQL channel the relay LISTENs on; the payload is empty (the relay claims by scan).
+OUTBOX_CHANNEL = "fitness_outbox"
+
+_TABLE = OutboxMessage._meta.db_table
+# One round trip: the row and the notification (PostgreSQL holds it back until the commit,
+# and sends one for a transaction however many events it published). Plain SQL rather than
+# `objects.create`: this runs in every request that publishes, and the ORM's save costs
+# more CPU than the statement itself.
+_INSERT = (
+    f"WITH row AS (INSERT INTO {_TABLE} (event_id, event_type, schema_version, queue, envelope, created_at,"
+    f" publish_attempts, last_error, refusals, retried_by, discarded_by, discard_reason)"
+    f" VALUES (%s, %s, %s, %s, %s, %s, 0, '', 0, '', '', '') RETURNING id)"
+    f" SELECT id, pg_notify(%s, '') FROM row"
+)
+
 
 def publish_event(event: Event, *, correlation_id: str | None = None) -> OutboxMessage:
-    """Record `event` in the outbox within the caller's transaction; publish after commit.
+    """Record `event` in the outbox within the caller's transaction; the relay publishes it after commit.
 
     The correlation id defaults to the current request's (or the current event's).
+    Nothing here waits for RabbitMQ, whatever state it is in.
     """
     envelope = Envelope.wrap(event, correlation_id=correlation_id or current_correlation_id())
-    message = OutboxMessage.objects.create(
+    body = envelope.as_message_body()
+    message = OutboxMessage(
         event_id=envelope.event_id,
         event_type=envelope.event_type,
         schema_version=envelope.schema_version,
         queue=topology.queue_for_event(envelope.event_type),
-        envelope=envelope.as_message_body(),
+        envelope=body,
+        created_at=timezone.now(),
     )
-    message_id = message.pk
-    transaction.on_commit(lambda: _publish_after_commit(message_id))
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, [
+            message.event_id, message.event_type, message.schema_version, message.queue,
+            json.dumps(body), message.created_at, OUTBOX_CHANNEL,
+        ])
+        message.pk = cursor.fetchone()[0]
+    message._state.adding = False
+    message._state.db = connection.alias
     return message
-
-
-def _publish_after_commit(message_id: int) -> None:
-    try:
-        publish_pending(ids=[message_id])
-    except Exception:
-        # The row is committed; the relay will publish it. The caller's request succeeds.
-        logger.exception("outbox fast path failed for message %s; the relay will publish it", message_id)
 
 
 @dataclass
@@ -76,78 +95,75 @@ class PublishReport:
         return self
 
 
-# The one claim query (fast path, relay, operator retries): rows neither published nor
-# discarded, and not backing off after a refusal.
+# The one claim query (relay, operator retries): rows neither published nor discarded,
+# and not backing off after a refusal.
 _CLAIMABLE = (
     "published_at IS NULL AND discarded_at IS NULL"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())"
 )
 
 
-def publish_pending(
-    *, ids: Iterable[int] | None = None, batch_size: int = 100, via: str | None = None
-) -> PublishReport:
-    """Publish one batch of unpublished outbox rows, oldest first.
+def publish_pending(*, ids: Iterable[int] | None = None, batch_size: int = 100) -> PublishReport:
+    """Publish one batch of unpublished outbox rows, oldest first, with pipelined confirms.
 
     Rows another process has claimed are skipped, not waited for, and so are rows backing
-    off after a refusal. A row RabbitMQ refuses (MessageRefused: unroutable, nacked) gets its
-    error and a `next_attempt_at` (exponential, capped) and the batch goes on; when RabbitMQ
-    cannot be used at all (BrokerUnavailable) the batch stops at that row, which records the
-    error, and the caller backs off.
+    off after a refusal; the claimed rows stay locked until their batch is settled. A row
+    RabbitMQ refuses (MessageRefused: unroutable, nacked) gets its error and a
+    `next_attempt_at` (exponential, capped) and the others are published; when RabbitMQ
+    cannot be used at all (BrokerUnavailable: no connection, confirms that did not come
+    within the timeout) the rows it did not confirm record the error and the caller backs off.
     """
-    # Plain SQL rather than the ORM: this runs after every commit that published an
-    # event, and building the ORM's queries cost more CPU than the queries themselves.
-    # Marking rows published need not wait for the disk (synchronous_commit off): if
-    # PostgreSQL lost the mark in a crash, the relay would publish those rows again and
-    # consumers, idempotent on event_id, would skip them. The outbox row itself was
-    # written by the caller's transaction with full durability.
-    table = OutboxMessage._meta.db_table
+    # Plain SQL rather than the ORM: building the ORM's queries cost more CPU than the
+    # queries themselves. Marking rows published need not wait for the disk
+    # (synchronous_commit off): if PostgreSQL lost the mark in a crash, the relay would
+    # publish those rows again and consumers, idempotent on event_id, would skip them.
+    # The outbox row itself was written by the caller's transaction with full durability.
     only_ids = "AND id = ANY(%s)" if ids is not None else ""
     params = [list(ids), batch_size] if ids is not None else [batch_size]
     report = PublishReport()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"SET LOCAL synchronous_commit TO OFF;"
-            f" SELECT id, event_type, event_id, queue, envelope FROM {table}"
+            f" SELECT id, event_type, event_id, queue, envelope FROM {_TABLE}"
             f" WHERE {_CLAIMABLE} {only_ids} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             params,
         )
         rows = cursor.fetchall()
-        published: list[int] = []
-        via = via or ("fast_path" if ids is not None else "relay")
-        for row_id, event_type, event_id, queue, envelope in rows:
-            body = json.loads(envelope) if isinstance(envelope, str) else envelope
-            try:
-                publish_envelope(queue, body)
-            except MessageRefused as exc:
-                _back_off(cursor, table, row_id, str(exc))
-                report.refused += 1
-                metrics.event_publish_failed(event_type, via=via)
-                logger.warning("outbox: %s %s refused by RabbitMQ, backed off: %s", event_type, event_id, exc)
-                continue
-            except BrokerUnavailable as exc:
-                cursor.execute(
-                    f"UPDATE {table} SET publish_attempts = publish_attempts + 1,"
-                    f" last_attempt_at = clock_timestamp(), last_error = %s WHERE id = %s",
-                    [str(exc)[:2000], row_id],
-                )
-                report.failed = 1
-                report.error = str(exc)
-                metrics.event_publish_failed(event_type, via=via)
-                logger.warning(
-                    "outbox: %s %s not published (%s pending rows wait): %s",
-                    event_type, event_id, len(rows) - len(published) - report.refused, exc,
-                )
-                break
-            published.append(row_id)
-            metrics.event_published(event_type, via=via)
+        if not rows:
+            return report
+        result = publish_batch([
+            (queue, json.loads(envelope) if isinstance(envelope, str) else envelope, None)
+            for _, _, _, queue, envelope in rows
+        ])
+        for index, why in result.refused.items():
+            row_id, event_type, event_id, _, _ = rows[index]
+            _back_off(cursor, _TABLE, row_id, why)
+            metrics.event_publish_failed(event_type, via="relay")
+            logger.warning("outbox: %s %s refused by RabbitMQ, backed off: %s", event_type, event_id, why)
+        published = [rows[index][0] for index in result.confirmed]
+        for index in result.confirmed:
+            metrics.event_published(rows[index][1], via="relay")
+        if result.error:
+            settled = set(result.confirmed) | set(result.refused)
+            waiting = [row for index, row in enumerate(rows) if index not in settled]
+            cursor.execute(
+                f"UPDATE {_TABLE} SET publish_attempts = publish_attempts + 1,"
+                f" last_attempt_at = clock_timestamp(), last_error = %s WHERE id = ANY(%s)",
+                [result.error[:2000], [row[0] for row in waiting]],
+            )
+            for row in waiting:
+                metrics.event_publish_failed(row[1], via="relay")
+            report.failed = 1
+            report.error = result.error
+            logger.warning("outbox: %s event(s) not published, they wait: %s", len(waiting), result.error)
         if published:
             cursor.execute(
-                f"UPDATE {table} SET published_at = clock_timestamp(), last_attempt_at = clock_timestamp(),"
+                f"UPDATE {_TABLE} SET published_at = clock_timestamp(), last_attempt_at = clock_timestamp(),"
                 f" publish_attempts = publish_attempts + 1 WHERE id = ANY(%s)",
                 [published],
             )
         report.published = len(published)
+        report.refused = len(result.refused)
     return report
 
 
@@ -235,7 +251,7 @@ def outbox_retry(*, ids: Iterable[int] | None = None, by: str, dry_run: bool = F
             next_attempt_at=None, retried_at=timezone.now(), retried_by=by[:150],
         )
     if rows:
-        publish_pending(ids=[row.pk for row in rows], batch_size=len(rows), via="relay")
+        publish_pending(ids=[row.pk for row in rows], batch_size=len(rows))
     after = OutboxMessage.objects.in_bulk([row.pk for row in rows])
     outcomes = []
     for row in rows:

@@ -1,6 +1,8 @@
 """The consumers of the ml app.
 
-* `ml.read_task_photo`: the AI reading of `task.submitted` (the `worker-ai` pool).
+* `ml.read_task_photo`: the AI reading of `task.submitted` (the `worker-ai` pool, a thread
+  pool: each message's handler decodes its photo and waits for its reading from the
+  process's batcher, ml.batching; its transaction, retries and ack stay its own).
 * `ml.record_training_sample`: owner-confirmed readings of `task.confirmed` become
   training samples, and enough new ones queue a retraining run (the `worker-mlops` pool).
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from django.core.files.storage import default_storage
 
 from messaging.consumers import event_consumer
@@ -33,7 +35,14 @@ class PhotoUnavailable(PermanentError):
     """The task's photo is gone or is not an image: no retry can read it."""
 
 
-def _mark_analyzing(event: TaskSubmittedEvent, envelope) -> None:
+# A reading waits for its batch at most this long (the thread pool does not enforce the
+# task's time limits); then the attempt fails and is retried.
+READING_TIMEOUT_SECONDS = 25.0
+
+
+def _mark_analyzing(event: TaskSubmittedEvent, envelope, exc: BaseException) -> None:
+    # Only when an attempt failed: a reading that works takes milliseconds, and a mark then
+    # would cost a statement and a commit per photo to say what nobody has time to see.
     task_mark_analyzing(task_id=event.task_id)
 
 
@@ -52,23 +61,27 @@ def load_photo(name: str) -> bytes:
 @event_consumer(
     TaskSubmittedEvent,
     name="ml.read_task_photo",
-    on_start=_mark_analyzing,
+    on_retry=_mark_analyzing,
     on_dead_letter=_mark_failed,
     soft_time_limit=30,
     time_limit=60,
 )
 def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
     from ml.errors import UndecodablePhoto
-    from ml.inference import active_reader, decode_photo
+    from ml.inference import active_reader, decode_photo, read_in_batch
+    from ml.preprocess import squash
 
     data = load_photo(event.photo)
-    reader = active_reader()
+    image_size = active_reader().image_size
     try:
-        # the model sees image_size pixels: decoding at a twice that is plenty
-        image = decode_photo(data, min_side=2 * reader.image_size)
+        # the model sees image_size pixels: decoding at twice that is plenty (JPEG draft
+        # mode), as the retraining's judge decodes the photos it reads
+        image = decode_photo(data, min_side=2 * image_size)
     except UndecodablePhoto as exc:
         raise PhotoUnavailable(f"the photo {event.photo} cannot be decoded: {exc}") from exc
-    prediction = reader.read(image)
+    # resized here, in this message's thread, so the batcher's thread only runs the model;
+    # if another version with another size takes over meanwhile, the batch resizes again
+    prediction = read_in_batch(squash(image, image_size), timeout=READING_TIMEOUT_SECONDS)
     metrics.inference_observed(prediction.inference_ms)
     reading_record(
         task_id=event.task_id,
@@ -111,6 +124,19 @@ def record_training_sample(event: TaskConfirmedEvent | TaskConfirmedEventV1, env
         photo_sha256=getattr(event, "photo_sha256", None),
     )
     retrain_if_due()
+
+
+@worker_init.connect
+def _preload_model_in_thread_pool(sender=None, **_: object) -> None:
+    # A thread-pool worker (the AI pool) runs its tasks in this process: load it here,
+    # before it consumes. A prefork worker loads it in each child (below), never in the parent.
+    pool = getattr(sender, "pool_cls", "")
+    name = pool if isinstance(pool, str) else f"{pool.__module__}.{pool.__qualname__}"
+    if "thread" in name.lower():
+        _preload_model()
+        from django.db import connections
+
+        connections.close_all()  # the main thread's connection: its tasks run in threads of their own
 
 
 @worker_process_init.connect

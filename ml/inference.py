@@ -17,6 +17,12 @@ indexed single-column query) and, when another version has been activated, loads
 and swaps it in: activating a version in the admin or with train_model reaches every
 worker within seconds, without a restart.
 
+Batches: the AI worker runs its messages in threads, and each handler hands its decoded
+photo to the process's one batcher (`read_in_batch`, ml.batching): up to ML_BATCH_MAX photos
+go through one forward pass, gathered for at most ML_BATCH_WAIT_MS after the first. The
+batcher asks `active_reader()` before every pass, so a new version takes over between
+batches, and every prediction names the version that made it.
+
 Threads: torch uses TORCH_NUM_THREADS intra-op threads when it is set (the AI pool runs
 several single-threaded processes on two cores), else one per CPU.
 """
@@ -33,13 +39,16 @@ from dataclasses import dataclass
 
 import torch
 from django.conf import settings
+from django.db import close_old_connections
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ml.batching import Batcher
 from ml.errors import ModelUnavailable, NoActiveModel, UndecodablePhoto
 from ml.models import ModelVersion
 from ml.nets import build_model, configure_threads, state_dict_from_bytes
 from ml.preprocess import to_batch
 from ml.selectors import model_version_active_name, model_version_get
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +151,36 @@ def reset_active_reader() -> None:
     with _lock:
         _reader = None
         _checked_at = float("-inf")
+
+
+_batcher_lock = threading.Lock()
+_batcher: Batcher | None = None
+
+
+def read_in_batch(image: Image.Image, *, timeout: float) -> Prediction:
+    """Read one photo in the process's next batch (from any thread); wait at most `timeout` s.
+
+    Raises what the pass raised (NoActiveModel, ModelUnavailable, …), or TimeoutError.
+    """
+    return photo_batcher().submit(image).result(timeout=timeout)
+
+
+def photo_batcher() -> Batcher:
+    """The process's one photo batcher (ML_BATCH_MAX photos a pass, ML_BATCH_WAIT_MS at most)."""
+    global _batcher
+    with _batcher_lock:
+        if _batcher is None:
+            _batcher = Batcher(
+                _read_gathered, max_size=settings.ML_BATCH_MAX, max_wait=settings.ML_BATCH_WAIT_MS / 1000,
+                name="photos", on_batch=metrics.inference_batch_observed,
+            )
+        return _batcher
+
+
+def _read_gathered(images: list[Image.Image]) -> list[Prediction]:
+    # the batcher's thread: a connection broken or too old is replaced, as Celery does for tasks
+    close_old_connections()
+    return active_reader().read_batch(images)  # a new active version takes over here, between batches
 
 
 def reload_check_seconds() -> float:

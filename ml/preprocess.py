@@ -24,14 +24,19 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def to_uint8_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
-    """The photo as a 3 x image_size x image_size uint8 tensor (RGB, squashed to a square)."""
+def squash(image: Image.Image, image_size: int) -> Image.Image:
+    """The photo in RGB, squashed to image_size x image_size (itself when it already is)."""
     if image.mode != "RGB":
         image = image.convert("RGB")
     if image.size != (image_size, image_size):
         # reducing_gap: a large photo is first shrunk by an integer factor (fast), then resampled
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    array = np.asarray(image, dtype=np.uint8)
+    return image
+
+
+def to_uint8_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
+    """The photo as a 3 x image_size x image_size uint8 tensor (RGB, squashed to a square)."""
+    array = np.asarray(squash(image, image_size), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 

@@ -50,7 +50,7 @@ if _values.ValueClass is _values.MutexValue and os.environ.get("PROMETHEUS_MULTI
 EVENTS_PUBLISHED = Counter(
     "fitness_events_published_total",
     "Events RabbitMQ confirmed, by event type and by who published them "
-    "(fast_path: right after the commit; relay: the outbox relay, later; replay: a dead letter replayed).",
+    "(relay: the outbox relay, the one publisher of committed events; replay: a dead letter replayed).",
     ["event_type", "via"],
 )
 EVENTS_PUBLISH_FAILED = Counter(
@@ -96,6 +96,11 @@ INFERENCE_DURATION = Histogram(
     "The AI model's forward pass on one photo (the inference time stored with each reading).",
     buckets=(0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5),
 )
+INFERENCE_BATCH_SIZE = Histogram(
+    "fitness_inference_batch_size",
+    "Photos per forward pass of an AI worker's batcher (at most ML_BATCH_MAX).",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
 ALERT_LATENCY = Histogram(
     "fitness_alert_latency_seconds",
     "From a fault event's occurred_at (the fault opened) to its push going out (with the inbox "
@@ -107,7 +112,7 @@ ALERT_LATENCY = Histogram(
 
 # Label values known in advance start at 0 in every process, so that their series exist (and
 # rate() and the alerting rules in deploy/prometheus/ see them) before the first event.
-PUBLISHED_VIA = ("fast_path", "relay")
+PUBLISHED_VIA = ("relay",)
 ALERT_SEVERITIES = ("info", "warning", "critical")  # monitoring.models.Fault.Severity
 
 
@@ -165,6 +170,10 @@ def consumer_observed(event_type: str, consumer: str) -> Callable[[Callable[...,
 
 def inference_observed(inference_ms: float) -> None:
     INFERENCE_DURATION.observe(max(inference_ms, 0.0) / 1000)
+
+
+def inference_batch_observed(size: int, seconds: float) -> None:
+    INFERENCE_BATCH_SIZE.observe(size)
 
 
 def alert_delivered(*, occurred_at: datetime, severity: str, delivered: int) -> None:

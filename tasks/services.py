@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -59,12 +59,13 @@ def task_submit(
     With an idempotency key, a repeated request (also a concurrent one) returns the task
     of the first; the same key with another photo raises IdempotencyKeyReused.
     Raises tasks.photos.PhotoRejected for a photo that is not acceptable.
+
+    The photo is written first, outside the transaction; then one transaction inserts the
+    task and its outbox row. The key is checked by the insert itself (ON CONFLICT DO
+    NOTHING): a known key costs a read of the first task, a new one nothing. Whatever
+    refuses or fails after the photo was written removes it again.
     """
     checked = check_photo(photo)
-    if idempotency_key:
-        earlier = _earlier_submission(helper, idempotency_key, checked.sha256)
-        if earlier:
-            return earlier
     task = LaundryTask(
         branch=branch,
         helper=helper,
@@ -74,31 +75,56 @@ def task_submit(
         photo_content_type=checked.content_type,
         idempotency_key=idempotency_key or None,
     )
+    task.photo.save(f"photo.{checked.extension}", photo, save=False)
     try:
         with transaction.atomic():
-            task.photo.save(f"photo.{checked.extension}", photo, save=False)
-            task.save()
-            publish_event(
-                TaskSubmittedEvent(task_id=task.pk, branch_id=branch.pk, helper_id=helper.pk, photo=task.photo.name)
-            )
-    except IntegrityError:
-        _delete_stored_photo(task)
-        if idempotency_key:
-            # a concurrent request with the same key committed first
-            earlier = _earlier_submission(helper, idempotency_key, checked.sha256)
-            if earlier:
-                return earlier
-        raise
+            created = _insert_unless_key_used(task)
+            if created:
+                publish_event(
+                    TaskSubmittedEvent(task_id=task.pk, branch_id=branch.pk, helper_id=helper.pk, photo=task.photo.name)
+                )
+            else:
+                earlier = _earlier_submission(helper, task.idempotency_key, checked.sha256)
     except BaseException:
         _delete_stored_photo(task)
         raise
+    if not created:
+        _delete_stored_photo(task)  # the task is the first request's, with its photo
+        return earlier
     return Submission(task, created=True)
 
 
-def _earlier_submission(helper: AbstractBaseUser, key: str, sha256: str) -> Submission | None:
+def _insert_unless_key_used(task: LaundryTask) -> bool:
+    """INSERT the task unless its helper used its idempotency key before; True when inserted.
+
+    One statement: a concurrent request with the same key waits for the first one's
+    transaction, then inserts nothing (it committed) or inserts (it rolled back).
+    """
+    meta = LaundryTask._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))})"
+            # the partial unique constraint laundry_task_idempotency_key_per_helper
+            f" ON CONFLICT (helper_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+            f" RETURNING {quote(meta.pk.column)}",
+            # pre_save sets created_at/updated_at on the task, as save() would
+            [field.get_db_prep_save(field.pre_save(task, add=True), connection) for field in fields],
+        )
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    task.pk = inserted[0]
+    task._state.adding, task._state.db = False, connection.alias
+    return True
+
+
+def _earlier_submission(helper: AbstractBaseUser, key: str, sha256: str) -> Submission:
     earlier = LaundryTask.objects.filter(helper=helper, idempotency_key=key).first()
-    if earlier is None:
-        return None
+    if earlier is None:  # the first task was deleted since the insert found it
+        raise IdempotencyKeyReused(f"The Idempotency-Key {key!r} was used for a task that no longer exists.")
     if earlier.photo_sha256 != sha256:
         raise IdempotencyKeyReused(f"The Idempotency-Key {key!r} was already used for another photo.")
     return Submission(earlier, created=False)

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from fitness.celery import app as celery_app
 from messaging import broker
 from tests import processes
-from tests.support import ROOT, WebProcess, WorkerProcess, collect_static
+from tests.support import ROOT, WebProcess, WorkerProcess, collect_static, outbox_relay
 
 LOG_DIR = ROOT / "var" / "test-logs"
 
@@ -79,6 +79,56 @@ def probe_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir):
     ).start()
     yield worker
     worker.stop()
+
+
+class _Relay:
+    """The session's relay process, started when a test asks for `relay`, for the broker that test uses."""
+
+    current: _Relay | None = None
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.process = None
+        self.url = None
+
+    def running(self):
+        url = celery_app.conf.broker_url  # the session's vhost, or the private node a test switched to
+        if self.process is None or self.url != url:
+            self.stop()
+            self.process = outbox_relay(self.log_dir, "relay-session").start(timeout=120)
+            self.url = url
+        return self.process
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        self.process = self.url = None
+
+
+@pytest.fixture(scope="session")
+def _session_relay(django_db_setup, broker_vhost, log_dir):
+    _Relay.current = _Relay(log_dir)
+    yield _Relay.current
+    _Relay.current.stop()
+    _Relay.current = None
+
+
+@pytest.fixture(autouse=True)
+def _relay_only_where_asked(request):
+    """A test that does not ask for `relay` runs with none: its committed rows stay in the outbox."""
+    if _Relay.current is not None and "relay" not in request.fixturenames:
+        _Relay.current.stop()
+
+
+@pytest.fixture
+def relay(_session_relay):
+    """A running `manage.py relay_outbox` (the only publisher of outbox events) for this test.
+
+    It publishes to the broker this test publishes to when it starts: ask for it after a
+    fixture that switches broker (`private_broker`). Kept running across the tests that ask
+    for it, stopped before one that does not.
+    """
+    return _session_relay.running()
 
 
 @pytest.fixture(scope="session")

@@ -128,14 +128,15 @@ class ChildProcess:
 class WorkerProcess(ChildProcess):
     """A real `celery worker` subprocess consuming some queues of the test vhost."""
 
-    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, log_dir: Path, **env: str | None):
+    def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, pool: str = "prefork", log_dir: Path,
+                 **env: str | None):
         self.queues = queues
         self.concurrency = concurrency
         super().__init__(
             [
                 sys.executable, "-m", "celery", "-A", "fitness", "worker",
                 "-Q", ",".join(queues), "-n", f"{name}@%h",
-                "--concurrency", str(concurrency), "--pool", "prefork",
+                "--concurrency", str(concurrency), "--pool", pool,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
             name=f"worker-{name}", log_dir=log_dir, ready=" ready.", **env,
@@ -198,6 +199,18 @@ class CommandProcess(ChildProcess):
     def __init__(self, *args: str, name: str, log_dir: Path, ready: str, **env: str | None):
         self.args = args
         super().__init__([sys.executable, "manage.py", *args], name=name, log_dir=log_dir, ready=ready, **env)
+
+
+def outbox_relay(log_dir: Path, name: str = "relay", *args: str, **env: str | None) -> CommandProcess:
+    """`manage.py relay_outbox` (the Procfile's relay), scanning every second unless `args` say otherwise.
+
+    The only publisher of outbox events: a test that expects an event to reach a queue after
+    `publish_event` commits needs one running (the `relay` fixture, or its own).
+    """
+    args = args or ("--interval", "1")
+    # the shared broker is slow to open a connection at times (vhosts come and go): wait, not back off
+    env = {"CELERY_BROKER_CONNECTION_TIMEOUT": "30", **env}
+    return CommandProcess("relay_outbox", *args, name=name, log_dir=log_dir, ready="outbox relay started", **env)
 
 
 def dead_letter_archiver(log_dir: Path, name: str = "archiver") -> CommandProcess:

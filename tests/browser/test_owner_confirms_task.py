@@ -12,7 +12,6 @@ import pytest
 from selenium.webdriver.support.select import Select
 
 from messaging.models import OutboxMessage, ProcessedEvent
-from messaging.outbox import relay_outbox
 from ml.models import TrainingSample
 from ml.synthetic import draw_sample
 from tasks.models import LaundryTask, Reading
@@ -66,7 +65,7 @@ def two_owners():
 
 
 def test_an_owner_corrects_a_reading_the_mlops_worker_learns_it_and_another_owner_cannot_reach_it(
-    page, two_owners, mlops_worker
+    page, two_owners, mlops_worker, relay
 ):
     (owner, north), (other_owner, south) = two_owners
     # the owner's list: a task confirmed earlier, two read ones; the newest is read wrongly
@@ -120,7 +119,6 @@ def test_an_owner_corrects_a_reading_the_mlops_worker_learns_it_and_another_owne
     event = OutboxMessage.objects.get(event_type="TaskConfirmedEvent", envelope__payload__task_id=task.pk)
 
     def sample():
-        relay_outbox()  # what the relay process does, should the publish after the commit have failed
         return TrainingSample.objects.filter(task_id=task.pk).first()
 
     training_sample = wait_for(sample, timeout=60, interval=0.2, what=f"the training sample of task {task.pk}")

@@ -28,10 +28,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 _PROCESSED = re.compile(r"processed in [\d.]+ ms event_id=(\S+)")
 
 
-def ai_worker(name: str, log_dir) -> WorkerProcess:
-    """An AI worker as the Procfile runs it: one process, one torch thread, model preloaded."""
-    return WorkerProcess(["task.submitted"], name=name, concurrency=1, log_dir=log_dir,
-                         ML_PRELOAD="1", TORCH_NUM_THREADS="1")
+def ai_worker(name: str, log_dir, **env: str) -> WorkerProcess:
+    """An AI worker as the Procfile runs it: ML_BATCH_MAX threads reading in batches, one torch
+    thread, model preloaded."""
+    from django.conf import settings
+
+    batch_max = int(env.get("ML_BATCH_MAX", settings.ML_BATCH_MAX))
+    return WorkerProcess(["task.submitted"], name=name, concurrency=batch_max, pool="threads", log_dir=log_dir,
+                         ML_PRELOAD="1", TORCH_NUM_THREADS="1", **env)
 
 
 def handled_more_than_once(*logs: str) -> dict[str, int]:
@@ -39,7 +43,9 @@ def handled_more_than_once(*logs: str) -> dict[str, int]:
     return {event_id: n for event_id, n in counts.items() if n > 1}
 
 
-def test_kill_9_of_an_ai_worker_mid_batch_every_task_is_read_exactly_once(private_broker, active_model, log_dir):
+def test_kill_9_of_an_ai_worker_mid_batch_every_task_is_read_exactly_once(
+    private_broker, relay, active_model, log_dir
+):
     first, second = ai_worker("ai-kill-a", log_dir).start(), ai_worker("ai-kill-b", log_dir).start()
     restarted = ai_worker("ai-kill-a-again", log_dir)
     helper = factories.helper()
@@ -75,9 +81,9 @@ def test_kill_9_of_an_ai_worker_mid_batch_every_task_is_read_exactly_once(privat
     assert queue_depth("task.submitted") == 0 and queue_depth("task.submitted.dlq") == 0
 
 
-def test_messages_waiting_in_a_queue_survive_a_broker_restart(private_broker, route_events, log_dir):
+def test_messages_waiting_in_a_queue_survive_a_broker_restart(private_broker, relay, route_events, log_dir):
     events = [publish_event(ProbeRecordedEvent(label=f"restart-{i}")) for i in range(30)]
-    assert queue_depth("task.submitted") == 30
+    wait_for(lambda: queue_depth("task.submitted") == 30, what="the relay to publish them")
 
     private_broker.restart()  # the whole node process stops and starts again
     broker.close_connection()  # the publisher's connection died with it

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_message_that_kills_its_worker_is_dead_lettered_by_the_delivery_limit_while_others_flow(
-    private_broker, route_events, log_dir
+    private_broker, relay, route_events, log_dir
 ):
     route_events("ProbeCrashEvent", "task.submitted")
     worker = WorkerProcess(["task.submitted"], name="poison", concurrency=2, log_dir=log_dir).start()
@@ -49,7 +49,7 @@ def test_a_message_that_kills_its_worker_is_dead_lettered_by_the_delivery_limit_
         assert ProcessedEvent.objects.filter(event_id=event.event_id).count() == 1
 
 
-def test_a_task_whose_event_keeps_killing_workers_ends_failed(private_broker, log_dir):
+def test_a_task_whose_event_keeps_killing_workers_ends_failed(private_broker, relay, log_dir):
     helper = factories.helper()
     task = LaundryTask.objects.create(branch=helper.helper.branch, helper=helper, photo="tasks/killer.jpg",
                                       photo_sha256="0" * 64, photo_size=1, photo_content_type="image/jpeg")
@@ -76,7 +76,9 @@ def test_a_task_whose_event_keeps_killing_workers_ends_failed(private_broker, lo
     assert DeadLetter.objects.get(event_id=message.event_id).reason == "delivery_limit"
 
 
-def test_sigterm_finishes_the_message_in_hand_and_leaves_the_rest_queued(private_broker, route_events, log_dir):
+def test_sigterm_finishes_the_message_in_hand_and_leaves_the_rest_queued(
+    private_broker, relay, route_events, log_dir
+):
     route_events("ProbeSlowEvent", "task.submitted")
     worker = WorkerProcess(["task.submitted"], name="shutdown", concurrency=1, log_dir=log_dir).start()
     events = [publish_event(ProbeSlowEvent(label=f"slow-{i}", seconds=2)) for i in range(4)]

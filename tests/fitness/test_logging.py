@@ -209,7 +209,7 @@ def test_every_request_ends_with_one_request_line_and_a_bound_task_id_ends_with_
 # --- one upload followed from the request through the AI worker ------------------------
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("active_model")
+@pytest.mark.usefixtures("active_model", "relay")
 def test_one_upload_is_followed_by_its_correlation_id_and_task_id_from_the_request_through_the_worker(
     probe_worker, captured
 ):

@@ -15,7 +15,7 @@ from tests.probe.events import ProbeFailingEvent, ProbeRecordedEvent
 from tests.probe.models import ProbeEffect
 from tests.support import drain_queue, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay")]
 
 DLQ = "task.submitted.dlq"
 

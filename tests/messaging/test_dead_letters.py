@@ -27,7 +27,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay")]  # on this module's vhost
 
 DLQ = "task.submitted.dlq"
 

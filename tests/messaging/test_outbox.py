@@ -1,13 +1,14 @@
-"""publish_event: the transactional outbox with its after-commit fast path."""
+"""publish_event: the transactional outbox. The request commits the row; the relay publishes it."""
 
 import json
+import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from messaging.correlation import correlation_scope
 from messaging.models import OutboxMessage
-from messaging.outbox import publish_event
+from messaging.outbox import OUTBOX_CHANNEL, publish_event
 from tests.probe.events import ProbeRecordedEvent
 from tests.probe.models import ProbeEffect
 from tests.support import drain_queue, queue_depth, wait_for
@@ -15,21 +16,25 @@ from tests.support import drain_queue, queue_depth, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 UNCONSUMED_QUEUE = "preference.created"  # no test worker consumes it: messages stay countable
+CLOSED_PORT_URL = "amqp://guest:guest@127.0.0.1:1//"
 
 
-def test_a_rolled_back_transaction_publishes_nothing(route_events):
+def test_a_rolled_back_transaction_publishes_nothing(relay, route_events):
     route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     drain_queue(UNCONSUMED_QUEUE)
 
     with pytest.raises(RuntimeError), transaction.atomic():
         publish_event(ProbeRecordedEvent(label="rolled-back"))
         raise RuntimeError("the request failed after publishing")
+    publish_event(ProbeRecordedEvent(label="committed after it"))  # the relay's next wake sees only this one
 
-    assert OutboxMessage.objects.count() == 0
-    assert queue_depth(UNCONSUMED_QUEUE) == 0
+    wait_for(lambda: queue_depth(UNCONSUMED_QUEUE) == 1, timeout=20, what="the later event in the queue")
+    assert [row.envelope["payload"]["label"] for row in OutboxMessage.objects.all()] == ["committed after it"]
+    assert queue_depth(UNCONSUMED_QUEUE) == 1
+    drain_queue(UNCONSUMED_QUEUE)
 
 
-def test_a_committed_event_is_consumed_by_a_real_worker(probe_worker, route_events):
+def test_a_committed_event_is_consumed_by_a_real_worker(probe_worker, relay, route_events):
     with correlation_scope("req-committed"), transaction.atomic():
         message = publish_event(ProbeRecordedEvent(label="committed"))
         # inside the transaction nothing has left for RabbitMQ yet
@@ -44,12 +49,13 @@ def test_a_committed_event_is_consumed_by_a_real_worker(probe_worker, route_even
     assert message.envelope["correlation_id"] == "req-committed"
 
 
-def test_the_fast_path_publishes_the_envelope_as_the_message_body(route_events):
+def test_the_relay_publishes_the_envelope_as_the_message_body(relay, route_events):
     route_events("ProbeRecordedEvent", UNCONSUMED_QUEUE)
     drain_queue(UNCONSUMED_QUEUE)
 
     message = publish_event(ProbeRecordedEvent(label="body"))
 
+    wait_for(lambda: queue_depth(UNCONSUMED_QUEUE) == 1, timeout=20, what="the event in the queue")
     (delivered,) = drain_queue(UNCONSUMED_QUEUE)
     args, kwargs, _ = json.loads(delivered.body)  # Celery's message protocol 2
     assert kwargs == {"event": message.envelope}
@@ -60,6 +66,43 @@ def test_the_fast_path_publishes_the_envelope_as_the_message_body(route_events):
     assert delivered.headers["task"] == "ProbeRecordedEvent"
     assert delivered.headers["event_id"] == str(message.event_id)
     assert delivered.properties["delivery_mode"] == 2  # persistent
+
+
+def test_publish_event_writes_the_row_and_never_touches_the_broker(broker_url, route_events):
+    broker_url(CLOSED_PORT_URL)  # were it to connect, it would fail (or wait)
+
+    with transaction.atomic():
+        message = publish_event(ProbeRecordedEvent(label="no broker"))
+
+    row = OutboxMessage.objects.get()
+    assert row.pk == message.pk and row.event_id == message.event_id
+    assert (row.published_at, row.publish_attempts, row.last_error, row.last_attempt_at) == (None, 0, "", None)
+    assert row.envelope == message.envelope and row.queue == "task.submitted"
+    assert row.created_at == message.created_at
+
+
+def test_the_commit_notifies_the_relays_once_and_a_rollback_not_at_all(route_events):
+    import psycopg2
+
+    listener = psycopg2.connect(**connection.get_connection_params())
+    listener.autocommit = True
+    try:
+        listener.cursor().execute(f"LISTEN {OUTBOX_CHANNEL}")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            publish_event(ProbeRecordedEvent(label="rolled back"))
+            raise RuntimeError
+        with transaction.atomic():
+            publish_event(ProbeRecordedEvent(label="one"))
+            publish_event(ProbeRecordedEvent(label="two"))
+            time.sleep(0.2)
+            listener.poll()
+            assert listener.notifies == []  # not before the commit
+        wait_for(lambda: listener.poll() or listener.notifies, timeout=5, what="the notification")
+        time.sleep(0.2)
+        listener.poll()
+        assert [n.channel for n in listener.notifies] == [OUTBOX_CHANNEL]
+    finally:
+        listener.close()
 
 
 def test_an_event_without_a_route_is_refused_before_anything_is_written():

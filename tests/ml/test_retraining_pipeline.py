@@ -11,7 +11,7 @@ from tests.ml.conftest import RETRAIN_THRESHOLD
 from tests.ml.test_retraining import shifted, store_samples, what_the_model_reads
 from tests.support import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay")]
 
 
 @pytest.fixture(scope="module")

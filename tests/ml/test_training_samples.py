@@ -103,7 +103,7 @@ def test_enough_new_samples_queue_one_retraining_run(django_capture_on_commit_ca
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_confirmation_becomes_one_sample_even_when_the_event_is_delivered_twice(mlops_worker):
+def test_a_confirmation_becomes_one_sample_even_when_the_event_is_delivered_twice(mlops_worker, relay):
     owner = factories.user(staff=True)
     task = factories.analyzed_task(at=factories.branch(owner=owner), labels={"garment": "sock", "condition": "torn"})
 
@@ -131,7 +131,7 @@ def test_a_confirmation_becomes_one_sample_even_when_the_event_is_delivered_twic
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_version_1_event_still_in_flight_is_accepted(mlops_worker):
+def test_a_version_1_event_still_in_flight_is_accepted(mlops_worker, relay):
     photo = default_storage.save("tasks/9/v1.jpg", ContentFile(factories.photo_bytes(colour=(200, 10, 10))))
 
     publish_event(TaskConfirmedEventV1(

@@ -16,7 +16,7 @@ from tests.monitoring.support import TELEMETRY_URL, equipment, machine_client, r
 from tests.notifications.conftest import fcm_worker_env
 from tests.support import WorkerProcess, drain_queue, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay")]
 
 CONSUMER = "notifications.send_fault_alert"
 

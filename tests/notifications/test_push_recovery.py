@@ -22,7 +22,7 @@ from tests.monitoring.support import TELEMETRY_URL, equipment, machine_client, r
 from tests.notifications.conftest import fcm_worker_env
 from tests.support import ROOT, WorkerProcess, dead_letter_archiver, drain_queue, subprocess_env, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay")]
 
 ALERTS = "notifications.send_fault_alert"
 RECOMMENDATIONS = "notifications.send_recommendations"

@@ -113,7 +113,7 @@ def notify_worker(django_db_setup, django_db_blocker, broker_vhost, log_dir, fcm
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_published_offer_is_recommended_to_each_matching_customer_once(notify_worker, fcm_server):
+def test_a_published_offer_is_recommended_to_each_matching_customer_once(notify_worker, relay, fcm_server):
     fcm_server.reset()
     branch, matching, not_matching = customers_and_offer()
     for user in matching | not_matching:

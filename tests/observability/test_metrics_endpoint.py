@@ -24,7 +24,7 @@ QUEUE_GAUGES = ["fitness_queue_messages_ready", "fitness_queue_messages_unacked"
 
 def record_one_of_each() -> None:
     """Record every counter and histogram once, under labels no other test uses."""
-    metrics.event_published("MetricsFormatEvent", via="fast_path")
+    metrics.event_published("MetricsFormatEvent", via="relay")
     metrics.event_publish_failed("MetricsFormatEvent", via="relay")
     metrics.event_failed("MetricsFormatEvent", "tests.metrics_format")
     metrics.event_dead_lettered("MetricsFormatEvent", "tests.metrics_format")
@@ -56,7 +56,7 @@ def test_metrics_parse_as_prometheus_text_with_every_family_typed():
         assert types.get(name) == "gauge", name
 
     labels = {"event_type": "MetricsFormatEvent", "consumer": "tests.metrics_format"}
-    assert found.value("fitness_events_published_total", event_type="MetricsFormatEvent", via="fast_path") >= 1
+    assert found.value("fitness_events_published_total", event_type="MetricsFormatEvent", via="relay") >= 1
     assert found.value("fitness_events_consumed_total", outcome="processed", **labels) >= 1
     assert found.value("fitness_events_failed_total", **labels) >= 1
     assert found.value("fitness_events_dead_lettered_total", **labels) >= 1
@@ -86,7 +86,7 @@ def test_the_outbox_backlog_and_its_oldest_age(route_events):
     assert scrape().value("fitness_outbox_unpublished_messages") == 0
     assert scrape().value("fitness_outbox_oldest_unpublished_age_seconds") == 0
 
-    # In this test's transaction nothing commits, so the fast path never publishes them.
+    # In this test's transaction nothing commits, so no relay could see them.
     old = publish_event(ProbeRecordedEvent(label="backlog-old"))
     publish_event(ProbeRecordedEvent(label="backlog-new"))
     OutboxMessage.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(seconds=120))
@@ -138,7 +138,7 @@ def test_a_broker_that_is_down_leaves_metrics_up_with_the_queue_gauge_at_0():
         assert found.labelled(name) == {}, name
     # the rest is still served: the outbox gauges and every process's counters
     assert found.value("fitness_outbox_stats_up") == 1
-    assert found.value("fitness_events_published_total", event_type="MetricsFormatEvent", via="fast_path") >= 1
+    assert found.value("fitness_events_published_total", event_type="MetricsFormatEvent", via="relay") >= 1
 
 
 

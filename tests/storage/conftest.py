@@ -97,7 +97,7 @@ def s3_stack(s3, django_db_setup, django_db_blocker, log_dir):
         )
         stack.callback(mlops.stop)
         mlops.start(timeout=300)
-        # events whose fast-path publish failed (a busy broker) reach the workers through it
+        # the one publisher of the events that the web commits to the outbox
         relay = CommandProcess("relay_outbox", name="relay-s3", log_dir=log_dir, ready="outbox relay started",
                                **s3.env)
         stack.callback(relay.stop)

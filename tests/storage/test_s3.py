@@ -122,17 +122,18 @@ def test_a_task_that_cannot_be_saved_after_its_photo_was_stored_leaves_no_object
     before = s3_storage.keys()
     stored = []
 
-    def failing_save(self, *args, **kwargs):
-        stored.append(self.photo.name)
+    def failing_publish(event, **kwargs):  # the task row is inserted, its outbox row fails
+        stored.append(event.photo)
         raise DatabaseError("the database went away")
 
-    monkeypatch.setattr(LaundryTask, "save", failing_save)
+    monkeypatch.setattr("tasks.services.publish_event", failing_publish)
     photo = SimpleUploadedFile("laundry.jpg", factories.photo_bytes(), content_type="image/jpeg")
     with pytest.raises(DatabaseError):
         task_submit(helper=helper, branch=helper.helper.branch, photo=photo)
 
     assert stored and stored[0].startswith("tasks/")  # the photo had reached the bucket...
     assert s3_storage.keys() == before  # ...and is gone again
+    assert LaundryTask.objects.count() == 0
 
 
 # --- the owner's admin: the photo and its thumbnail -----------------------------------------------

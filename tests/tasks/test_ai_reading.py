@@ -17,7 +17,7 @@ from tasks.models import LaundryTask
 from tests import factories
 from tests.support import drain_queue, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relay")]
 
 
 @pytest.fixture(scope="session")

@@ -161,13 +161,35 @@ def test_the_same_idempotency_key_returns_the_same_task(client):
 
 @pytest.mark.django_db
 def test_the_same_idempotency_key_with_another_photo_is_409(client):
+    photos_before = stored_photos()
     client.post(URL, {"photo": upload(factories.photo_bytes())}, HTTP_IDEMPOTENCY_KEY="k-2")
 
     response = client.post(URL, {"photo": upload(factories.photo_bytes(colour=(1, 2, 3)))}, HTTP_IDEMPOTENCY_KEY="k-2")
 
     assert response.status_code == 409
     assert "already used for another photo" in response.json()["Idempotency-Key"][0]
-    assert LaundryTask.objects.count() == 1
+    assert LaundryTask.objects.count() == 1 and OutboxMessage.objects.count() == 1
+    assert len(stored_photos() - photos_before) == 1, "the refused photo was deleted"
+
+
+def test_a_task_whose_event_cannot_be_stored_leaves_no_row_and_no_photo(helper, nothing_left_behind, monkeypatch):
+    from django.db import DatabaseError
+
+    from tasks.services import task_submit
+
+    written = []
+
+    def failing_publish(event, **kwargs):  # after the task's INSERT, in its transaction
+        path = Path(settings.MEDIA_ROOT) / event.photo
+        written.append((path, path.exists()))
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr("tasks.services.publish_event", failing_publish)
+    with pytest.raises(DatabaseError):
+        task_submit(helper=helper, branch=helper.helper.branch, photo=upload(factories.photo_bytes()))
+
+    (path, existed), = written
+    assert existed and not path.exists()  # the photo was on disk when the insert failed, and is gone
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,29 +1,23 @@
-import logging
 import signal
-import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
 
 from messaging.models import OutboxMessage
 from messaging.outbox import outbox_backlog, prune_outbox, relay_outbox
+from messaging.relay import Relay
 from observability.exporter import start_exporter
-
-PRUNE_EVERY_SECONDS = 3600
-MAX_BACKOFF_SECONDS = 30.0
-
-# The long-running relay logs (one JSON line each, see fitness.logging); --once and --dry-run print.
-logger = logging.getLogger("messaging.relay")
 
 
 class Command(BaseCommand):
     help = (
-        "Publish outbox events that were committed but not yet published (RabbitMQ was "
-        "down, or the process died after the commit), oldest first, and prune published "
-        "rows past their retention. When RabbitMQ cannot be reached the relay waits and tries "
-        "again (up to 30 s apart); a row RabbitMQ refuses (unroutable, nacked) backs off alone "
+        "Publish committed outbox events to RabbitMQ, oldest first, in batches with pipelined "
+        "publisher confirms, and prune published rows past their retention. The only publisher "
+        "of events: requests just commit the row, whose NOTIFY wakes the relay at once; it also "
+        "scans every --interval seconds, so a lost notification only delays. When RabbitMQ "
+        "cannot be used (down, or blocked by an alarm) the relay waits and tries again (0.5 s "
+        "doubling up to 5 s apart); a row RabbitMQ refuses (unroutable, nacked) backs off alone "
         "and the rows behind it are published (see `manage.py outbox`). Runs until stopped "
         "(SIGTERM/SIGINT finish the current batch); several relays may run at once without "
         "publishing a row twice."
@@ -36,7 +30,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval", type=float, default=settings.OUTBOX_RELAY_INTERVAL_SECONDS,
-            help="Seconds between scans when nothing is pending (default: %(default)s).",
+            help="Seconds between scans when no notification comes (default: %(default)s).",
         )
         parser.add_argument(
             "--batch-size", type=int, default=settings.OUTBOX_RELAY_BATCH_SIZE,
@@ -76,40 +70,8 @@ class Command(BaseCommand):
             )
 
     def _run_forever(self, *, interval: float, batch_size: int):
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        relay = Relay(interval=interval, batch_size=batch_size, retention=self.retention)
+        signal.signal(signal.SIGTERM, lambda signum, frame: relay.stop())
+        signal.signal(signal.SIGINT, lambda signum, frame: relay.stop())
         start_exporter()  # its own /metrics when METRICS_EXPORTER_PORT is set (a pod of its own)
-        logger.info("outbox relay started: scanning every %s s, batches of %s", interval, batch_size)
-        backoff = interval
-        last_prune = 0.0
-        while not stopping:
-            close_old_connections()
-            try:
-                report = relay_outbox(batch_size=batch_size)
-                if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
-                    pruned = prune_outbox(older_than=self.retention)
-                    last_prune = time.monotonic()
-                    if pruned:
-                        logger.info("pruned %s published row(s) older than %s day(s)", pruned, self.retention.days)
-            except Exception as exc:  # the database is down: say so, wait, try again
-                logger.warning("relay scan failed, retrying in %.0f s: %s", backoff, exc)
-                report = None
-            if report is not None and report.published:
-                logger.info("published %s event(s)", report.published)
-            if report is not None and report.refused:
-                # each refused row backs off alone (messaging.outbox); the relay itself does not
-                logger.warning("%s event(s) refused by RabbitMQ, backed off (manage.py outbox list)", report.refused)
-            if report is None or report.failed:
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            else:
-                backoff = interval
-            deadline = time.monotonic() + backoff
-            while not stopping and time.monotonic() < deadline:
-                time.sleep(min(0.1, interval))
-        logger.info("outbox relay stopped")
+        relay.run()

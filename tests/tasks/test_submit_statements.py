@@ -1,0 +1,63 @@
+"""The SQL statements of one POST /api/v1/tasks/, pinned so that round trips cannot creep back.
+
+Every statement is a round trip to PostgreSQL (BEGIN and COMMIT too). An upload needs:
+authentication (which brings the helper's branch), and one transaction that inserts the task (the
+Idempotency-Key checked by the insert itself: INSERT ... ON CONFLICT) and its outbox row,
+with the NOTIFY that wakes the relay. Nothing after the commit: the relay publishes.
+"""
+
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests import factories
+from tests.support import drain_queue
+
+URL = "/api/v1/tasks/"
+AUTHENTICATION = ["SELECT knox_authtoken"]  # the token, its user, the helper row and its branch
+
+
+def statement(sql: str) -> str:
+    """'INSERT INTO "tasks_laundrytask" (...) ...' -> 'INSERT tasks_laundrytask'."""
+    table = re.search(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)', sql)
+    return f"{sql.split()[0]} {table.group(1)}" if table else sql.split()[0]
+
+
+def statements_of_a_post(client, photo: bytes, **headers) -> tuple[int, list[str]]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post(URL, {"photo": SimpleUploadedFile("laundry.jpg", photo, "image/jpeg")}, **headers)
+    return response.status_code, [statement(q["sql"]) for q in captured.captured_queries]
+
+
+@pytest.fixture
+def client(transactional_db, route_events):
+    # committed for real: keep its events away from an AI worker another test may have started,
+    # and take them out of the queue they went to afterwards
+    route_events("TaskSubmittedEvent", "preference.created")
+    yield factories.api_client_for(factories.helper())
+    drain_queue("preference.created")
+
+
+@pytest.mark.parametrize("headers", [{}, {"HTTP_IDEMPOTENCY_KEY": "k-1"}], ids=["no-key", "with-a-key"])
+def test_an_upload_is_one_insert_of_the_task_and_one_of_its_event_in_one_transaction(client, headers):
+    status, statements = statements_of_a_post(client, factories.photo_bytes(), **headers)
+
+    assert status == 202
+    assert statements == [
+        *AUTHENTICATION, "BEGIN", "INSERT tasks_laundrytask",
+        "WITH messaging_outboxmessage",  # the outbox row and its NOTIFY, one statement
+        "COMMIT",
+    ]
+
+
+def test_a_replayed_key_costs_the_insert_that_finds_it_and_the_read_of_the_first_task(client):
+    photo = factories.photo_bytes()
+    statements_of_a_post(client, photo, HTTP_IDEMPOTENCY_KEY="k-1")
+
+    status, statements = statements_of_a_post(client, photo, HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert status == 202
+    assert statements == [*AUTHENTICATION, "BEGIN", "INSERT tasks_laundrytask", "SELECT tasks_laundrytask", "COMMIT"]
