@@ -23,6 +23,15 @@ control_socket_disable = True
 preload_app = os.environ.get("WEB_PRELOAD", "1").strip() != "0"
 
 
+# What a request line and headers may be, before Django sees them (the body: DATA_UPLOAD_MAX_MEMORY_SIZE,
+# fitness/request_limits.py). The longest URL of ours (an admin list with filters) is far below
+# 4094 bytes (414 beyond); a browser sends about 20 headers (431 beyond 50), and no header of ours
+# (a token, the admin's cookies) comes near 8190 bytes (431 beyond).
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
+
 def when_ready(server):
     """In the master, after the app is loaded and before the first worker is forked."""
     from fitness.warmup import warm_up

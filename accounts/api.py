@@ -47,6 +47,8 @@ class TokenObtainView(APIView):
         responses={
             200: IssuedTokenSerializer,
             400: OpenApiResponse(description="Wrong username or password, or one of them missing."),
+            429: OpenApiResponse(description="Too many attempts for this username or from this address "
+                                             "(fitness/throttling.py), whatever the password; see Retry-After."),
         },
         examples=[OpenApiExample("signed in", response_only=True, status_codes=["200"], value={
             "token": "9f1c2e…64 hex characters", "expiry": "2026-12-25T10:00:00Z",

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from fitness.logging import log_format
 
@@ -36,9 +37,56 @@ def env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me-in-production")
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+# --- Development or production -------------------------------------------------------------
+# DJANGO_ENV=production (the image and deploy/kubernetes/ set it) refuses to start without a
+# secret key and allowed hosts from the environment, and turns on what a site behind a TLS
+# ingress needs (below, "Behind the TLS ingress"); `manage.py check --deploy` then prints no
+# warning. The default, development, runs on a laptop with the public key below.
+DJANGO_ENV = env("DJANGO_ENV", "development").strip().lower()
+if DJANGO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
+# Public (it is in the repository): `check --deploy` flags it (security.W009), production refuses it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-key-it-is-public-never-use-it-in-production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+if PRODUCTION:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", "").strip()
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_SECRET_KEY in the environment "
+                                   "(50 or more random characters); none is set")
+    if SECRET_KEY.startswith("django-insecure-") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs a DJANGO_SECRET_KEY of 50 or more random characters "
+                                   "(not the development key, not a placeholder); the one set is refused")
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS in the environment "
+                                   "(the site's host names, comma-separated); none is set")
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_ENV=production refuses DJANGO_DEBUG: it shows settings and code to anyone")
+else:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+# --- Behind the TLS ingress (production) ------------------------------------------------------
+# The ingress terminates TLS and says so in X-Forwarded-Proto (it sets the header, a client's own
+# never reaches the web): request.is_secure() is then true, so the API builds https:// URLs and
+# the admin's POSTs pass Django's origin check. Plain http is redirected to https, except the
+# probes and the scrape, which kubelet and Prometheus make over http to the pod's IP.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
+SECURE_SSL_REDIRECT = PRODUCTION
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # fitness.health.PROBE_AND_SCRAPE_PATHS
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+# HSTS: browsers use https only, for a year, subdomains included, and may preload the domain
+# (submitting it to the browsers' preload list is a separate, deliberate step).
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600) if PRODUCTION else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Origins (scheme://host) whose POSTs the admin accepts besides its own, e.g. https://admin.example.com
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,6 +109,7 @@ INSTALLED_APPS = [
     "notifications",
     "observability",
     "django_celery_beat",  # beat's schedule lives in PostgreSQL (beat runs its DatabaseScheduler)
+    "axes",  # the admin login locks out after AXES_FAILURE_LIMIT failures (fitness/throttling.py)
 ]
 
 MIDDLEWARE = [
@@ -68,6 +117,8 @@ MIDDLEWARE = [
     # /static/ from STATIC_ROOT (collectstatic), before anything else does work for a request
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "messaging.middleware.CorrelationIdMiddleware",
+    # 411/413 (JSON) for a body without Content-Length or over DATA_UPLOAD_MAX_MEMORY_SIZE, unread
+    "fitness.request_limits.RequestBodyLimitMiddleware",
     "fitness.health.AnyHostForProbesMiddleware",  # probes and scrapes address pods by IP
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +126,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns axes' lockout into the 429 (fitness.throttling)
 ]
 
 ROOT_URLCONF = "fitness.urls"
@@ -184,6 +236,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # POST /api/v1/auth/token/: attempts per username and per client address (fitness/throttling.py)
+    "DEFAULT_THROTTLE_RATES": {
+        "login-username": env("LOGIN_THROTTLE_USERNAME_RATE", "20/min"),
+        "login-address": env("LOGIN_THROTTLE_ADDRESS_RATE", "60/min"),
+    },
+    # The proxies in front of the web that append the client's address to X-Forwarded-For (the
+    # ingress: 1 in deploy/kubernetes/config.yaml); 0: the header is not believed, REMOTE_ADDR is.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 # The apps' API tokens (django-rest-knox, accounts/): stored as SHA-512 digests, each good for
 # AUTH_TOKEN_TTL_HOURS from sign-in (30 days: a helper signs in about once a month; a stolen
@@ -196,6 +256,33 @@ REST_KNOX = {
 }
 # Expired tokens are deleted by the retention prune this many days after they expired.
 AUTH_TOKEN_RETENTION_DAYS = env_int("AUTH_TOKEN_RETENTION_DAYS", 7)
+
+# --- Credential guessing (fitness/throttling.py) ------------------------------------------
+# The throttles' counts live in Django's cache, shared by every worker and pod: PostgreSQL (the
+# database cache; `manage.py createcachetable` creates its table: make setup, the migrate Job).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "fitness_cache",
+        # culling forgets counts: only far beyond what the attempts of a minute leave behind
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    }
+}
+# The admin login (django-axes): AXES_FAILURE_LIMIT failed logins of a username, or from an
+# address, within AXES_COOLOFF_TIME lock that username or address out for AXES_COOLOFF_TIME (429
+# with Retry-After); a successful login clears the count. The API's token endpoint is throttled by
+# DRF instead (AXES_ONLY_ADMIN_SITE).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 20)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "fitness.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "fitness.throttling.admin_lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what axes is for; no table of every successful login
+AXES_VERBOSE = False  # no banner at every start; a lockout is logged by fitness.throttling
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Laundry-branch network API",
     "DESCRIPTION": "The helpers' mobile app API: register laundry tasks with a photo, follow their AI reading.",
@@ -384,6 +471,14 @@ if os.environ.get("MONITORING_FAULT_RULES"):
 # Telemetry: readings per request, how far a machine's clock may run ahead, and how old a
 # buffered reading may be.
 MONITORING_TELEMETRY_MAX_READINGS = env_int("MONITORING_TELEMETRY_MAX_READINGS", 500)
+# The largest body any endpoint reads (the photo upload has its own limit, PHOTO_MAX_BYTES): a
+# telemetry batch of MONITORING_TELEMETRY_MAX_READINGS readings. One reading is at most
+# TELEMETRY_READING_MAX_JSON_BYTES of JSON (213 with the longest value of every field, measured by
+# tests/fitness/test_request_limits.py); twice that per reading leaves room for pretty-printing, plus
+# 64 KiB: 321536 bytes with 500 readings. A larger body is refused unread with a JSON 413 naming the
+# limit (fitness/request_limits.py); Django's own default (2.5 MB) would be eight times that.
+TELEMETRY_READING_MAX_JSON_BYTES = 256
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * MONITORING_TELEMETRY_MAX_READINGS * TELEMETRY_READING_MAX_JSON_BYTES + 64 * 1024
 MONITORING_MAX_CLOCK_SKEW_SECONDS = env_int("MONITORING_MAX_CLOCK_SKEW_SECONDS", 60)
 MONITORING_MAX_READING_AGE_SECONDS = env_int("MONITORING_MAX_READING_AGE_SECONDS", 7 * 24 * 3600)
 # Push notifications: "fcm" (firebase-admin) or "inbox" (stored only, the default when no
@@ -412,13 +507,21 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # settings load (observability.multiprocess.configure_multiprocess_dir: the environment's
 # PROMETHEUS_MULTIPROC_DIR, else var/metrics, else a directory under the temp dir).
 PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-# GET /metrics is open unless this is set; then it needs `Authorization: Bearer <token>`.
+# GET /metrics needs `Authorization: Bearer <token>` when this is set; unset, it is open in
+# development and closed (403) in production (observability/views.py).
 METRICS_TOKEN = env("METRICS_TOKEN", "")
 # A port on which Celery workers and the relay serve their own process's /metrics (one
 # pod each in Kubernetes, where the web's /metrics cannot see their files); unset: off.
 METRICS_EXPORTER_PORT = env_int("METRICS_EXPORTER_PORT", 0) or None
+# The address it listens on: this host only in development; in production the pod's every
+# address, for Prometheus, which alone may reach the port (deploy/kubernetes/network-policy.yaml).
+METRICS_EXPORTER_ADDRESS = env("METRICS_EXPORTER_ADDRESS", "0.0.0.0" if PRODUCTION else "127.0.0.1")
 # RabbitMQ's management API (http[s]://user:password@host:15672); empty: the first broker
 # of CELERY_BROKER_URL on port 15672 with the broker's credentials. Queue depths come from
 # it (ready, unacked, consumers), or from passive declares (no unacked) when it is down.
 RABBITMQ_MANAGEMENT_URL = env("RABBITMQ_MANAGEMENT_URL", "")
 QUEUE_STATS_TIMEOUT_SECONDS = env_float("QUEUE_STATS_TIMEOUT_SECONDS", 2.0)
+# A process reads the queue depths (a management API call with the broker's administrator
+# credentials) and the outbox backlog at most once in this many seconds, however often /metrics
+# is scraped; the management API's own figures are up to 5 s old anyway. 0: every call reads.
+STATS_CACHE_SECONDS = env_float("STATS_CACHE_SECONDS", 5.0)

@@ -7,6 +7,9 @@ from fitness.api_docs import RedocView, SwaggerView
 from fitness.operations import operations_view
 from observability.views import metrics_view
 
+# Django's RequestDataTooBig (a body read past DATA_UPLOAD_MAX_MEMORY_SIZE) is a JSON 413 naming the limit
+handler400 = "fitness.request_limits.bad_request"
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

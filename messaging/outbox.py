@@ -34,6 +34,7 @@ from messaging.correlation import current_correlation_id
 from messaging.events import Envelope, Event
 from messaging.models import OutboxMessage
 from observability import metrics
+from observability.stats_cache import cached_for_stats
 
 logger = logging.getLogger(__name__)
 
@@ -197,11 +198,22 @@ def prune_outbox(*, older_than: timedelta) -> int:
     return deleted
 
 
+@cached_for_stats
 def outbox_backlog() -> tuple[int, timedelta | None]:
-    """How many rows wait to be published (backing-off ones too, discarded ones not), and the oldest one's age."""
+    """How many rows wait to be published (backing-off ones too, discarded ones not), and the oldest one's age.
+
+    Read at most once per STATS_CACHE_SECONDS in a process (observability.stats_cache), however
+    often /metrics is scraped.
+    """
     pending = OutboxMessage.objects.pending()
     oldest = pending.order_by("pk").values_list("created_at", flat=True).first()
     return pending.count(), (timezone.now() - oldest if oldest else None)
+
+
+@cached_for_stats
+def outbox_refused_count() -> int:
+    """Pending rows RabbitMQ refused, each backing off (once per STATS_CACHE_SECONDS, as `outbox_backlog`)."""
+    return OutboxMessage.objects.failing().count()
 
 
 # --- operator actions on rows that keep failing (`manage.py outbox`) ---------------------

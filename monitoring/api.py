@@ -134,7 +134,8 @@ class TelemetryView(APIView):
         description=(
             "Stores the readings and opens a fault for every fault rule they trip, unless that fault "
             "is already open; each fault opened is alerted to the branch owner. The whole request is "
-            "checked before anything is stored: one bad reading refuses all of them."
+            "checked before anything is stored: one bad reading refuses all of them. The errors of a "
+            "list are an object keyed by the index of each bad reading, e.g. `{\"2\": {\"vibration_g\": [...]}}`."
         ),
         request=TELEMETRY_BODY,
         responses={

@@ -18,8 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from messaging.broker_status import broker_status
-from messaging.models import OutboxMessage
-from messaging.outbox import outbox_backlog
+from messaging.outbox import outbox_backlog, outbox_refused_count
 from ml.retraining import retraining_summary  # no torch: reading runs needs none
 from observability.queue_stats import SOURCE_MANAGEMENT, queue_depths
 
@@ -87,7 +86,7 @@ class SystemCollector(Collector):
         up = GaugeMetricFamily("fitness_outbox_stats_up", "1 when the outbox backlog below could be read, else 0.")
         try:
             count, age = outbox_backlog()
-            refused = OutboxMessage.objects.failing().count()
+            refused = outbox_refused_count()
         except Exception as exc:  # PostgreSQL is down
             logger.warning("outbox backlog unavailable for /metrics: %s", exc)
             up.add_metric([], 0)

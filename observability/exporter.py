@@ -6,6 +6,10 @@ is its own pod with its own files, which no web pod can read; there, METRICS_EXP
 makes a Celery worker (its main process, summing its pool children) and the outbox relay
 serve their pod's counters and histograms on that port for Prometheus to scrape pod by pod.
 The queue and outbox gauges are served by the web only.
+
+The exporter has no authentication: it listens on METRICS_EXPORTER_ADDRESS, this host only in
+development, every address of the pod in production, where deploy/kubernetes/network-policy.yaml
+lets only Prometheus reach the port.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ def start_exporter() -> int | None:
 
     from observability.metrics import process_registry
 
-    start_http_server(port, registry=process_registry())  # a daemon thread
+    address = settings.METRICS_EXPORTER_ADDRESS
+    start_http_server(port, addr=address, registry=process_registry())  # a daemon thread
     _started = True
-    logger.info("metrics exporter serving on port %s", port)
+    logger.info("metrics exporter serving on %s port %s", address, port)
     return port
 
 

@@ -29,6 +29,7 @@ from django.conf import settings
 from kombu import Connection
 
 from fitness import topology
+from observability.stats_cache import cached_for_stats
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,14 @@ def topology_queues() -> list[tuple[str, str]]:
     return queues
 
 
+@cached_for_stats
 def queue_depths() -> list[QueueDepth]:
     """The depth of every queue of the topology, in topology order.
 
-    Raises BrokerUnreachable when neither the management API nor AMQP answers, and
-    QueueNotDeclared when a queue is missing (`manage.py setup_broker` has not run).
+    Read at most once per STATS_CACHE_SECONDS in a process (observability.stats_cache): a flood
+    of /metrics scrapes costs one management API call. Raises BrokerUnreachable when neither
+    the management API nor AMQP answers, and QueueNotDeclared when a queue is missing
+    (`manage.py setup_broker` has not run).
     """
     queues = topology_queues()
     try:

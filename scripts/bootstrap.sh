@@ -59,10 +59,12 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 STAMP="$VENV/.requirements.sha256"
+# requirements-dev.txt: the runtime (requirements.txt, what the image installs) plus the tests'
+# and tooling's packages; `make run` and `make test` both have them.
 if [ ! -f "$STAMP" ] || ! sha256sum --quiet -c "$STAMP" 2>/dev/null; then
     say "installing Python requirements into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
-    sha256sum requirements.txt > "$STAMP"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements-dev.txt
+    sha256sum requirements.txt requirements-dev.txt > "$STAMP"
 fi
 
 # --- Headless Chromium for the browser tests (tests/browser/) ------------------------------
@@ -132,6 +134,8 @@ wait_for_port 15672 "the RabbitMQ management API" 60
 # --- Schema and topology --------------------------------------------------------------
 say "migrating the database"
 "$VENV/bin/python" manage.py migrate --noinput -v 0
+# the database cache's table (CACHES): the login throttles' counts, shared by every web worker
+"$VENV/bin/python" manage.py createcachetable
 # The admin's, Swagger UI's and ReDoc's files, hashed and compressed, into STATIC_ROOT
 # (var/static), where the web process (WhiteNoise) serves them from.
 say "collecting static files"

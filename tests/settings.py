@@ -40,3 +40,6 @@ os.makedirs(STATIC_ROOT, exist_ok=True)  # WhiteNoise warns about a missing one 
 # test runs churn vhosts; a report of "unreachable" there would be a false one. Tests of a
 # down or hung broker set their own short timeout.
 BROKER_CHECK_TIMEOUT_SECONDS = 10.0
+# Tests look at the queues and the outbox right after they change them: no cache of those reads
+# (tests/observability/test_stats_cache.py turns it on to show what it saves).
+STATS_CACHE_SECONDS = 0.0

@@ -37,7 +37,9 @@ def test_a_smoke_run_prints_a_missed_timing_target_as_not_judged(smoke):
     row, _ = verify.throughput_row(2, Finished(SLOW_BUT_COMPLETE))
     assert row.result == "not judged (smoke)"
     row, _ = verify.publish_row(100, Finished({"mean_ms": 80.0, "p50_ms": 20.0, "p99_ms": 900.0,
-                                               "unpublished_after_run": 0}))
+                                               "blocked_caller_p50_ms": 20.0, "commit_to_queue_p50_ms": 30.0,
+                                               "commit_to_queue_p99_ms": 90.0, "relay_events_per_s": 900.0,
+                                               "unpublished_after_run": 0, "lost": 0}))
     assert row.result == "not judged (smoke)"
 
 

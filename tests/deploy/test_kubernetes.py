@@ -202,7 +202,7 @@ def test_every_referenced_secret_and_config_map_exists():
 
 def test_jobs_migrate_and_declare_the_broker():
     jobs = {name: container(job)["command"] for name, job in of_kind("Job").items()}
-    assert jobs == {"migrate": ["python", "manage.py", "migrate", "--noinput"],
+    assert jobs == {"migrate": ["sh", "-c", "python manage.py migrate --noinput && python manage.py createcachetable"],
                     "setup-broker": ["python", "manage.py", "setup_broker"]}
 
 
@@ -223,3 +223,109 @@ def test_the_dockerfile_installs_the_pinned_torch_from_the_cpu_index():
     assert re.search(r"USER 10001", dockerfile)
     assert (ROOT / ".dockerignore").exists()
     assert Path(ROOT / "requirements.txt").read_text().count("torch==") == 1
+
+
+# --- network-policy.yaml: who may connect to whom ------------------------------------------
+
+INGRESS_CONTROLLER = {"kubernetes.io/metadata.name": "ingress-nginx"}
+PROMETHEUS = ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions with In) against pod labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression  # the only operator these manifests use
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def pod_labels() -> dict[str, dict]:
+    """Every pod of ours (Deployments and Jobs) and of the operators' clusters, by name: its labels."""
+    pods = {name: doc["spec"]["template"]["metadata"]["labels"]
+            for kind in ("Deployment", "Job") for name, doc in of_kind(kind).items()}
+    pods["postgres"] = {"cnpg.io/cluster": "fitness-db"}  # CloudNativePG labels its instances so
+    pods["rabbitmq"] = {"app.kubernetes.io/name": "fitness-rabbitmq"}  # the RabbitMQ operator's nodes
+    return pods
+
+
+def policies_of(labels: dict) -> list[dict]:
+    return [p for p in of_kind("NetworkPolicy").values() if selects(p["spec"]["podSelector"], labels)]
+
+
+def allowed_sources(labels: dict, port: int) -> list[dict]:
+    """The `from` peers that may reach `port` of a pod with `labels` (a rule without ports allows every port)."""
+    peers = []
+    for policy in policies_of(labels):
+        for rule in policy["spec"].get("ingress", []):
+            if "ports" not in rule or any(p["port"] == port for p in rule["ports"]):
+                assert rule.get("from"), f"{policy['metadata']['name']}: a rule open to everyone"
+                peers += rule["from"]
+    return peers
+
+
+def is_peer(peer: dict, *, namespace: dict | None = None, pod: dict | None = None) -> bool:
+    """Whether `peer` (a NetworkPolicyPeer) lets in a pod with labels `pod` in the namespace `namespace`
+    (None: this namespace)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        if namespace is None or not selects(peer["namespaceSelector"], namespace):
+            return False
+    elif namespace is not None:
+        return False
+    return "podSelector" not in peer or (pod is not None and selects(peer["podSelector"], pod))
+
+
+def test_every_pod_is_selected_by_a_network_policy_so_nothing_else_reaches_it():
+    for name, labels in pod_labels().items():
+        policies = policies_of(labels)
+        assert policies, f"{name} is open to every pod of the cluster"
+        assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies), name
+
+
+def test_only_the_ingress_controller_and_prometheus_reach_the_web():
+    web = pod_labels()["web"]
+    port = container(of_kind("Deployment")["web"])["ports"][0]["containerPort"]
+    peers = allowed_sources(web, port)
+    assert any(is_peer(p, namespace=INGRESS_CONTROLLER) for p in peers)
+    assert any(is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1]) for p in peers)
+    assert all(is_peer(p, namespace=INGRESS_CONTROLLER) or is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1])
+               for p in peers)
+    # no pod of ours, and no other namespace's pods, reach it
+    others = [labels for name, labels in pod_labels().items() if name != "web"]
+    assert not any(is_peer(p, pod=labels) for p in peers for labels in others)
+    assert not any(is_peer(p, namespace={"kubernetes.io/metadata.name": "default"}, pod={}) for p in peers)
+
+
+def test_only_prometheus_reaches_the_exporter_ports():
+    exporter_port = int(of_kind("ConfigMap")["fitness-config"]["data"]["METRICS_EXPORTER_PORT"])
+    exporting = {name: doc for name, doc in of_kind("Deployment").items()
+                 if {"name": "metrics", "containerPort": exporter_port} in container(doc).get("ports", [])}
+    assert {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "relay", "dead-letters"} <= set(exporting)
+    for name in exporting:
+        peers = allowed_sources(pod_labels()[name], exporter_port)
+        assert peers and all(is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1]) for p in peers), name
+        assert not any(is_peer(p, namespace=PROMETHEUS[0], pod={"app.kubernetes.io/name": "grafana"}) for p in peers)
+        assert not any(is_peer(p, pod=labels) for p in peers for labels in pod_labels().values()), name
+
+
+def test_the_processes_reach_postgresql_and_rabbitmq_and_nothing_else_of_ours_is_reachable():
+    pods = pod_labels()
+    ours = {name: labels for name, labels in pods.items() if name not in ("postgres", "rabbitmq")}
+    for name, labels in ours.items():
+        doc = (of_kind("Deployment") | of_kind("Job"))[name]
+        env = {item["name"] for item in container(doc).get("env", [])}
+        if "DATABASE_URL" in env:
+            assert any(is_peer(p, pod=labels) for p in allowed_sources(pods["postgres"], 5432)), name
+        if "CELERY_BROKER_URL" in env:
+            assert any(is_peer(p, pod=labels) for p in allowed_sources(pods["rabbitmq"], 5672)), name
+        # and no process of ours accepts a connection from another of ours
+        for target, target_labels in ours.items():
+            for port in (8000, 5555, 9808):
+                assert not any(is_peer(p, pod=labels) for p in allowed_sources(target_labels, port)), (name, target)
+    management = allowed_sources(pods["rabbitmq"], 15672)
+    assert any(is_peer(p, pod=pods["web"]) for p in management)  # the queue depths of /metrics
+    assert not any(is_peer(p, pod=pods["worker-ai"]) for p in management)
