@@ -8,6 +8,11 @@
 import gc
 import os
 
+from fitness.environment import exit_on_placeholder_secrets
+
+# In production a placeholder secret of the manifests stops the web here, with one line.
+exit_on_placeholder_secrets()
+
 logger_class = "fitness.logging.GunicornLogger"
 # gunicorn's control socket (gunicornc) is one fixed path per user: the several web
 # processes that tests and benchmarks start beside `make run` would take it from each other.

@@ -163,13 +163,14 @@ class WorkQueue:
             "x-overflow": "reject-publish",
         }
 
-    def as_kombu_queue(self) -> Queue:
+    def as_kombu_queue(self, *, no_declare: bool = False) -> Queue:
         return Queue(
             self.name,
             exchange=EVENTS_EXCHANGE,
             routing_key=self.name,
             durable=True,
             queue_arguments=self.arguments,
+            no_declare=no_declare,
         )
 
     def dead_letter_queue(self, broker_major_version: int = 3) -> Queue:
@@ -282,8 +283,13 @@ def queues_for_process(process: str) -> list[str]:
 
 
 def celery_queues() -> list[Queue]:
-    """The queues Celery knows; a worker declares only those it consumes (`-Q`)."""
-    return [queue.as_kombu_queue() for queue in WORK_QUEUES]
+    """The queues Celery knows, never declared by Celery: `setup_broker` declares them.
+
+    Neither a worker (its `-Q` queues) nor a publisher (a job's queue) declares a queue, its
+    exchange or its binding, so their RabbitMQ users need no configure right on the topology
+    and cannot delete any of it (fitness/broker_users.py).
+    """
+    return [queue.as_kombu_queue(no_declare=True) for queue in WORK_QUEUES]
 
 
 @dataclass
@@ -296,9 +302,9 @@ class DeclaredTopology:
 def declare_topology(connection: Connection, *, recreate_outdated: bool = False) -> DeclaredTopology:
     """Declare every exchange, queue and binding; idempotent. Says what it declared.
 
-    A worker declares only the queues it consumes, never the dead-letter side, and a
-    rejected message whose dead-letter exchange does not exist is dropped silently; so
-    this runs before any worker or publisher (`manage.py setup_broker`).
+    Nothing else declares anything (`celery_queues` are `no_declare`), and a rejected
+    message whose dead-letter exchange does not exist is dropped silently; so this runs
+    before any worker or publisher (`manage.py setup_broker`).
     `recreate_outdated`: see `_declare_holding_queue`.
     """
     result = DeclaredTopology(declared=[], problems=[])

@@ -17,12 +17,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from fitness import topology
+from fitness import broker_users, topology
 from tests.support import ROOT
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
-OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
+OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication", "PrometheusRule",
+                  "User", "Permission"}
 # Secrets the operators create: CloudNativePG (<cluster>-app) and the RabbitMQ operator (<cluster>-default-user)
 OPERATOR_SECRETS = {"fitness-db-app": {"uri"}, "fitness-rabbitmq-default-user": {"username", "password"}}
 
@@ -194,6 +195,10 @@ def test_every_referenced_secret_and_config_map_exists():
             assert ref["name"] in config_maps
         for ref in _walk(document, "secretRef"):
             assert ref["name"] in secrets
+        for volume in _walk(document, "volumes"):
+            for item in volume:
+                if "secret" in item:
+                    assert item["secret"]["secretName"] in secrets, item
     for ref in _walk(of_kind("TriggerAuthentication")["fitness-rabbitmq"], "secretTargetRef"):
         for item in ref:
             assert item["key"] in secrets[item["name"]]
@@ -221,6 +226,7 @@ def test_the_dockerfile_installs_the_pinned_torch_from_the_cpu_index():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "download.pytorch.org/whl/cpu" in dockerfile
     assert re.search(r"USER 10001", dockerfile)
+    assert "useradd --uid 10001" in dockerfile  # the non-root user the pods run as
     assert (ROOT / ".dockerignore").exists()
     assert Path(ROOT / "requirements.txt").read_text().count("torch==") == 1
 
@@ -329,3 +335,133 @@ def test_the_processes_reach_postgresql_and_rabbitmq_and_nothing_else_of_ours_is
     management = allowed_sources(pods["rabbitmq"], 15672)
     assert any(is_peer(p, pod=pods["web"]) for p in management)  # the queue depths of /metrics
     assert not any(is_peer(p, pod=pods["worker-ai"]) for p in management)
+
+
+# --- least privilege (docs/operating.md, "Kubernetes: users, secrets, security context") -------
+def _rabbitmq(process: str) -> set[tuple[str, str]]:
+    secret = broker_users.broker_user(process).secret_name
+    return {(secret, "username"), (secret, "password")}
+
+
+DATABASE = {("fitness-db-app", "uri")}
+S3 = {("fitness-s3", "AWS_ACCESS_KEY_ID"), ("fitness-s3", "AWS_SECRET_ACCESS_KEY")}
+FCM = {("fitness-fcm", "service-account.json")}
+# What each process uses, read from the code: the web guards
+# /metrics (METRICS_TOKEN) and stores photos (S3); the AI and MLOps pools read photos and models
+# (S3); the alert and recommendation pools push (FCM); Flower needs no database; migrate no broker;
+# setup_broker no database.
+NEEDS: dict[str, set[tuple[str, str]]] = {
+    "web": DATABASE | _rabbitmq("web") | S3 | {("fitness-metrics", "METRICS_TOKEN")},
+    "worker-ai": DATABASE | _rabbitmq("worker-ai") | S3,
+    "worker-mlops": DATABASE | _rabbitmq("worker-mlops") | S3,
+    "worker-alerts": DATABASE | _rabbitmq("worker-alerts") | FCM,
+    "worker-notify": DATABASE | _rabbitmq("worker-notify") | FCM,
+    "relay": DATABASE | _rabbitmq("relay"),
+    "beat": DATABASE | _rabbitmq("beat"),
+    "dead-letters": DATABASE | _rabbitmq("dead-letters"),
+    "flower": _rabbitmq("flower") | {("fitness-flower", "FLOWER_BASIC_AUTH")},
+    "migrate": DATABASE,
+    "setup-broker": _rabbitmq("setup-broker"),
+}
+# Every process loads the settings, which in production refuse to start without the secret key.
+for _needs in NEEDS.values():
+    _needs.add(("fitness-django", "DJANGO_SECRET_KEY"))
+
+
+def pods() -> dict[str, dict]:
+    """Every Deployment's and Job's pod template, by name."""
+    return {name: doc["spec"]["template"] for kind in ("Deployment", "Job") for name, doc in of_kind(kind).items()}
+
+
+def secret_keys_of(pod: dict) -> set[tuple[str, str]]:
+    secrets = {name: set(doc.get("stringData", {}) | doc.get("data", {})) for name, doc in of_kind("Secret").items()}
+    used = {(ref["name"], ref["key"]) for ref in _walk(pod, "secretKeyRef")}
+    for volume in pod["spec"].get("volumes", []):
+        if "secret" in volume:
+            name = volume["secret"]["secretName"]
+            items = volume["secret"].get("items")
+            used |= {(name, item["key"]) for item in items} if items else {(name, key) for key in secrets[name]}
+    return used
+
+
+def test_no_pod_takes_a_whole_secret():
+    for name, pod in pods().items():
+        assert not list(_walk(pod, "secretRef")), f"{name} takes a whole Secret (envFrom secretRef)"
+
+
+def test_each_pod_mounts_only_the_secret_keys_its_process_uses():
+    assert set(pods()) == set(NEEDS)
+    for name, pod in pods().items():
+        assert secret_keys_of(pod) == NEEDS[name], name
+
+
+def test_each_process_connects_to_rabbitmq_as_its_own_user():
+    for name, pod in pods().items():
+        env = {item["name"]: item for item in container({"spec": {"template": pod}})["env"]}
+        if name == "migrate":
+            assert "CELERY_BROKER_URL" not in env
+            continue
+        secret = broker_users.broker_user(name).secret_name
+        assert env["RABBITMQ_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == secret, name
+        assert env["RABBITMQ_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret, name
+        assert env["CELERY_BROKER_URL"]["value"].startswith("amqp://$(RABBITMQ_USERNAME):$(RABBITMQ_PASSWORD)@")
+    (auth,) = of_kind("TriggerAuthentication").values()
+    keda = broker_users.broker_user("keda")
+    (target,) = auth["spec"]["secretTargetRef"]
+    assert target["name"] == keda.secret_name
+    host = of_kind("Secret")[keda.secret_name]["stringData"]["host"]
+    assert host.startswith(f"http://{keda.name}:")
+
+
+def test_the_rabbitmq_users_are_generated_from_the_permission_table():
+    from messaging.management.commands.broker_users import kubernetes_yaml
+
+    assert (MANIFESTS / "rabbitmq-users.yaml").read_text() == kubernetes_yaml(), (
+        "regenerate: python manage.py broker_users --format kubernetes > deploy/kubernetes/rabbitmq-users.yaml")
+    users = of_kind("User")
+    secrets = of_kind("Secret")
+    assert set(users) == {user.name for user in broker_users.BROKER_USERS}
+    for user in broker_users.BROKER_USERS:
+        spec = users[user.name]["spec"]
+        credentials = secrets[spec["importCredentialsSecret"]["name"]]["stringData"]
+        assert credentials["username"] == user.name  # the Secret names the user the table means
+        assert "CHANGE-ME" in credentials["password"]
+        assert of_kind("Permission")[user.name]["spec"]["permissions"] == user.permissions()
+    assert not any(user.configure != broker_users.NOTHING for user in broker_users.BROKER_USERS
+                   if user.process in ("web", "relay", "beat", "dead-letters", "keda")), "publishers declare nothing"
+
+
+def test_every_container_runs_unprivileged_on_a_read_only_root_filesystem():
+    config = of_kind("ConfigMap")["fitness-config"]["data"]
+    for name, pod in pods().items():
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] == 10001, name  # the Dockerfile's user
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for each in spec["containers"]:
+            assert each["securityContext"] == {
+                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+            }, name
+            mounts = {mount["mountPath"]: mount["name"] for mount in each.get("volumeMounts", [])}
+            volumes = {volume["name"]: volume for volume in spec["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]], name  # what the process writes
+    # everything a process writes at run time is under /tmp (static files are collected at build)
+    for variable in ("PROMETHEUS_MULTIPROC_DIR", "CELERY_PROBE_DIR"):
+        assert config[variable].startswith("/tmp/"), variable
+    assert "AWS_STORAGE_BUCKET_NAME" in config  # photos and models in S3, never under MEDIA_ROOT
+
+
+def test_every_image_is_pinned_by_version():
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    (app,) = kustomization["images"]
+    assert app["name"] == "fitness" and re.fullmatch(r"\d+\.\d+\.\d+", app["newTag"]), app
+    images = [image for _, doc in documents() for image in _walk(doc, "image")]
+    images += [image for _, doc in documents() for image in _walk(doc, "imageName")]
+    assert "fitness" in images
+    for image in images:
+        if image == "fitness":  # kustomize gives it the tag above
+            continue
+        name, _, tag = image.rpartition(":")
+        assert name and re.match(r"\d+\.\d+", tag) and "latest" not in tag, image
+    assert not re.search(r":latest\b|newTag: \"?latest", "\n".join(p.read_text() for p in MANIFESTS.glob("*.yaml")))

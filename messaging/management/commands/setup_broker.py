@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from fitness import topology
 from fitness.celery import app as celery_app
+from fitness.environment import placeholder_problem
 
 
 class Command(BaseCommand):
@@ -10,7 +11,7 @@ class Command(BaseCommand):
         "exchanges, every quorum work queue with its dead-letter queue, the dead-letter "
         "archive queue, and Celery's "
         "delayed-delivery queues. Idempotent: running it again changes nothing. Run it "
-        "before starting workers; they declare only the queues they consume. A dead-letter "
+        "before starting workers and publishers: none of them declares anything. A dead-letter "
         "or archive queue declared by an older set-up with other arguments (e.g. before an "
         "upgrade to RabbitMQ 4) is kept and reported; --recreate-outdated replaces the empty ones."
     )
@@ -44,6 +45,8 @@ class Command(BaseCommand):
                 f"{', '.join(topology.queue_names())}), consumed by {topology.DEAD_LETTER_ARCHIVE_PROCESS}"
             )
             return
+        if problem := placeholder_problem():
+            raise CommandError(problem)
         connection = celery_app.connection_for_write()
         where = connection.as_uri()  # the password is masked
         try:

@@ -3,11 +3,12 @@ from importlib import import_module
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.module_loading import module_has_submodule
 
 from branches.models import Branch, Helper
+from fitness.environment import is_production
 
 DEMO_BRANCHES = [
     # code, name, address, owner, helper
@@ -23,11 +24,17 @@ class Command(BaseCommand):
         "(owner1/helper1 at the first, owner2/helper2 at the second; every password is "
         "<username>-pass), plus what each app's `demo` module adds (equipment, customers, device "
         "tokens, three demo photos per helper for the AI to read). Running it again resets those "
-        "accounts' passwords and changes nothing else."
+        "accounts' passwords and changes nothing else. Refused in production (DJANGO_ENV=production)."
     )
 
-    @transaction.atomic
     def handle(self, *args, **options):
+        if is_production():
+            raise CommandError("load_demo_data refuses to run in production (DJANGO_ENV=production): "
+                               "it creates accounts whose passwords are public")
+        self._load()
+
+    @transaction.atomic
+    def _load(self):
         User = get_user_model()
         admin = self._user(User, "admin", os.environ.get("DEMO_ADMIN_PASSWORD", "admin"), staff=True)
         admin.is_superuser = True
