@@ -2,7 +2,8 @@
 
 Everything that differs between a laptop, CI and production comes from environment
 variables; the defaults are the local development services (PostgreSQL and RabbitMQ on
-127.0.0.1, as `make run` and `make test` set them up).
+127.0.0.1, as `make run` and `make test` set them up). Each default is written here once:
+code reads `settings.X`, never `getattr(settings, "X", default)` (tests/fitness/test_settings_defaults.py).
 """
 
 import os
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from fitness.logging import log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -437,9 +440,7 @@ BROKER_CHECK_CACHE_SECONDS = env_float("BROKER_CHECK_CACHE_SECONDS", 5.0)
 # Logs (fitness/logging.py): "json", one object per line, or "plain", a line for people;
 # both carry correlation_id, event_id, task_id… where known. Celery workers, beat and
 # gunicorn (its logger class, set in gunicorn.conf.py) use this configuration too.
-LOG_FORMAT = env("LOG_FORMAT", "json").strip().lower()
-if LOG_FORMAT not in ("json", "plain"):
-    raise ValueError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+LOG_FORMAT = log_format()  # the environment's LOG_FORMAT, checked; "json" by default
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -462,31 +463,10 @@ LOGGING = {
 }
 
 # --- Equipment monitoring and push notifications -------------------------------------
-# Fault rules: error codes and thresholds, each with a severity ("info", "warning",
-# "critical"); see monitoring/rules.py. The environment variable MONITORING_FAULT_RULES
-# (a JSON object of the same shape) replaces these defaults.
-MONITORING_FAULT_RULES = {
-    "error_codes": {
-        "E21": {"severity": "critical", "message": "Drain failure: the water does not drain"},
-        "E31": {"severity": "warning", "message": "Water level sensor fault"},
-        "E41": {"severity": "critical", "message": "Door lock failure"},
-        "E51": {"severity": "critical", "message": "Motor overload"},
-        "E61": {"severity": "critical", "message": "Heater failure"},
-    },
-    # Any other error code opens a fault of this severity (None: other codes are ignored).
-    "unknown_error_code_severity": "warning",
-    "thresholds": {
-        "overheat": {"field": "temperature_c", "above": 95, "kinds": ["washer"], "severity": "critical",
-                     "message": "Overheating: {value} °C (limit {limit} °C)"},
-        "dryer_overheat": {"field": "temperature_c", "above": 110, "kinds": ["dryer"], "severity": "critical",
-                           "message": "Dryer overheating: {value} °C (limit {limit} °C)"},
-        "vibration": {"field": "vibration_g", "above": 2.5, "severity": "warning",
-                      "message": "Excessive vibration: {value} g (limit {limit} g); unbalanced load?"},
-        "door_open_in_cycle": {"field": "door_open", "equals": True, "severity": "critical",
-                               "cycle_states": ["washing", "rinsing", "spinning", "drying"],
-                               "message": "The door is open during a cycle"},
-    },
-}
+# Fault rules: error codes and thresholds, each with a severity. None: the default rules,
+# monitoring.rules.DEFAULT_FAULT_RULES; the environment variable MONITORING_FAULT_RULES (a JSON
+# object of the same shape, see monitoring/rules.py) replaces them.
+MONITORING_FAULT_RULES = None
 if os.environ.get("MONITORING_FAULT_RULES"):
     import json
 
@@ -526,21 +506,10 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # --- Observability: GET /metrics, queue depths, Flower's broker tab (observability/) ----
 # prometheus-client's multiprocess mode: every process (gunicorn workers, Celery pool
 # children, the relay) writes its counters and histograms to files in this directory, and
-# GET /metrics sums them. The library reads the environment variable when it is first
-# imported, so it is set here, before any app imports it. `make run` empties it at start.
-# An image whose directory is not writable (Kubernetes runs it as an unprivileged user)
-# falls back to a directory of its own under the temp dir (each pod has its own /tmp).
-PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", str(BASE_DIR / "var" / "metrics"))
-try:
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-    if not os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK):
-        raise PermissionError(PROMETHEUS_MULTIPROC_DIR)
-except OSError:
-    import tempfile
-
-    PROMETHEUS_MULTIPROC_DIR = os.path.join(tempfile.gettempdir(), f"fitness-metrics-{os.getuid()}")
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# GET /metrics sums them. The project package has chosen, made and exported it before these
+# settings load (observability.multiprocess.configure_multiprocess_dir: the environment's
+# PROMETHEUS_MULTIPROC_DIR, else var/metrics, else a directory under the temp dir).
+PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 # GET /metrics needs `Authorization: Bearer <token>` when this is set; unset, it is open in
 # development and closed (403) in production (observability/views.py).
 METRICS_TOKEN = env("METRICS_TOKEN", "")

@@ -197,6 +197,7 @@ def test_concurrent_requests_with_the_same_idempotency_key_make_one_task(route_e
     # Committed for real, so its event would reach a running AI worker; keep it away
     # from one, lest the worker still holds rows when the test database is emptied.
     route_events("TaskSubmittedEvent", "preference.created")
+    drain_queue("preference.created")
     helper = factories.helper()
     photos_before = stored_photos()
     photo = factories.photo_bytes()
@@ -222,6 +223,5 @@ def test_concurrent_requests_with_the_same_idempotency_key_make_one_task(route_e
     assert LaundryTask.objects.count() == 1
     assert OutboxMessage.objects.count() == 1
     assert len(stored_photos() - photos_before) == 1, "the losers' photos were deleted"
-    # the relay publishes the one event (the test asked for it: no event reaches RabbitMQ otherwise)
-    wait_for(lambda: queue_depth("preference.created") >= 1, what="the event in its queue")
+    wait_for(lambda: queue_depth("preference.created") >= 1, timeout=30, what="the one event, published by the relay")
     assert len(drain_queue("preference.created")) == 1
