@@ -155,6 +155,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Django's PostgreSQL backend with the health check above run only after a second idle
+# (fitness/db/base.py: the trade-off): a SELECT 1 per request was a tenth of an upload.
+DATABASES["default"]["ENGINE"] = "fitness.db"
 # Each pytest run gets a database of its own (see tests/conftest.py), so a running
 # `make run` and the suite never touch each other's rows.
 DATABASES["default"]["TEST"] = {"NAME": env("DATABASE_TEST_NAME", f"test_{DATABASES['default']['NAME']}")}
