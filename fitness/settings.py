@@ -7,11 +7,11 @@ code reads `settings.X`, never `getattr(settings, "X", default)` (tests/fitness/
 """
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
 from fitness.logging import log_format
 
@@ -41,6 +41,12 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def refuse_to_start(problem: str):
+    """A setting the process cannot run with: one line on stderr, exit 1 (a traceback would bury it)."""
+    print(f"refusing to start: {problem}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 # --- Development or production -------------------------------------------------------------
 # DJANGO_ENV=production (the image and deploy/kubernetes/ set it) refuses to start without a
 # secret key and allowed hosts from the environment, and turns on what a site behind a TLS
@@ -48,7 +54,7 @@ def env_list(name: str, default: str) -> list[str]:
 # warning. The default, development, runs on a laptop with the public key below.
 DJANGO_ENV = env("DJANGO_ENV", "development").strip().lower()
 if DJANGO_ENV not in ("development", "production"):
-    raise ImproperlyConfigured(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
+    refuse_to_start(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 # Public (it is in the repository): `check --deploy` flags it (security.W009), production refuses it.
 DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-key-it-is-public-never-use-it-in-production"
@@ -56,17 +62,17 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 if PRODUCTION:
     SECRET_KEY = env("DJANGO_SECRET_KEY", "").strip()
     if not SECRET_KEY:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_SECRET_KEY in the environment "
-                                   "(50 or more random characters); none is set")
+        refuse_to_start("DJANGO_ENV=production needs DJANGO_SECRET_KEY in the environment "
+                        "(50 or more random characters); none is set")
     if SECRET_KEY.startswith("django-insecure-") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs a DJANGO_SECRET_KEY of 50 or more random characters "
-                                   "(not the development key, not a placeholder); the one set is refused")
+        refuse_to_start("DJANGO_ENV=production needs a DJANGO_SECRET_KEY of 50 or more random characters "
+                        "(not the development key, not a placeholder); the one set is refused")
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "")
     if not ALLOWED_HOSTS:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS in the environment "
-                                   "(the site's host names, comma-separated); none is set")
+        refuse_to_start("DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS in the environment "
+                        "(the site's host names, comma-separated); none is set")
     if DEBUG:
-        raise ImproperlyConfigured("DJANGO_ENV=production refuses DJANGO_DEBUG: it shows settings and code to anyone")
+        refuse_to_start("DJANGO_ENV=production refuses DJANGO_DEBUG: it shows settings and code to anyone")
 else:
     SECRET_KEY = env("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
