@@ -68,8 +68,8 @@ def bare_pipeline_rate(photos: list[bytes], batch_size: int, seconds: float, thr
     from ml.preprocess import squash
     from ml.selectors import model_version_active
 
-    torch.set_num_threads(threads)
     reader = Reader(model_version_active())
+    torch.set_num_threads(threads)  # after the Reader, which sets TORCH_NUM_THREADS' (or every core's) count
     size = reader.image_size
 
     def one_batch(start: int) -> None:

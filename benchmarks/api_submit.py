@@ -27,6 +27,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -186,7 +187,15 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="a few seconds (2 workers, 1 round of 2 s): checks that it works, says nothing of speed")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the project's workers with py-spy (wall clock, --idle) during its phases"
+                             " into FILE (collapsed stacks; py-spy from $PY_SPY or PATH)")
     args = parser.parse_args()
+    py_spy = None
+    if args.profile:
+        py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+        if not py_spy:
+            parser.error("--profile needs py-spy: pip install --target DIR py-spy and set PY_SPY=DIR/bin/py-spy")
     if args.smoke:
         args.seconds, args.rounds, args.workers = 2.0, 1, 2
 
@@ -223,7 +232,16 @@ def main() -> int:
                 this_round = {}
                 for name, server in (("floor", floor), ("project", project)):
                     load = Load(server, headers, body)
+                    spy = None
+                    if py_spy and name == "project":
+                        spy = processes.spawn(
+                            [py_spy, "record", "--pid", str(server.process.pid), "--subprocesses", "--idle",
+                             "--nonblocking", "--format", "raw", "--duration", str(int(args.seconds)),
+                             "--output", f"{args.profile}.{n + 1}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     wall = closed_loop(load, args.clients, args.seconds)
+                    if spy is not None:
+                        spy.wait(60)
                     loads[name].append(load)
                     walls[name] += wall
                     this_round[name] = figures([load], wall)
@@ -267,6 +285,12 @@ def main() -> int:
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.profile:
+        rounds_recorded = [Path(f"{args.profile}.{n + 1}") for n in range(args.rounds)]
+        Path(args.profile).write_text("".join(p.read_text() for p in rounds_recorded if p.exists()))
+        for p in rounds_recorded:
+            p.unlink(missing_ok=True)
+        print(f"wrote {args.profile} (py-spy, collapsed stacks of the project's workers)")
     failed = closed_figures["errors"] + floor_figures["errors"] + open_figures["errors"]
     return 0 if failed == 0 else 1
 

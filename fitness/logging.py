@@ -44,10 +44,10 @@ CONTEXT_FIELDS = ("correlation_id", "event_id", "event_type", "consumer", "task_
 
 
 def log_format() -> str:
-    """The LOG_FORMAT of this process (settings read it too; gunicorn's master has no settings)."""
+    """The LOG_FORMAT of this process: the settings' LOG_FORMAT, and gunicorn's master's (it has no settings)."""
     value = os.environ.get("LOG_FORMAT", "json").strip().lower() or "json"
     if value not in LOG_FORMATS:
-        raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+        raise ValueError(f"LOG_FORMAT must be {' or '.join(LOG_FORMATS)}, not {value!r}")
     return value
 
 

@@ -2,15 +2,18 @@
 
 Everything that differs between a laptop, CI and production comes from environment
 variables; the defaults are the local development services (PostgreSQL and RabbitMQ on
-127.0.0.1, as `make run` and `make test` set them up).
+127.0.0.1, as `make run` and `make test` set them up). Each default is written here once:
+code reads `settings.X`, never `getattr(settings, "X", default)` (tests/fitness/test_settings_defaults.py).
 """
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+
+from fitness.logging import log_format
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,6 +41,12 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def refuse_to_start(problem: str):
+    """A setting the process cannot run with: one line on stderr, exit 1 (a traceback would bury it)."""
+    print(f"refusing to start: {problem}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 # --- Development or production -------------------------------------------------------------
 # DJANGO_ENV=production (the image and deploy/kubernetes/ set it) refuses to start without a
 # secret key and allowed hosts from the environment, and turns on what a site behind a TLS
@@ -45,7 +54,7 @@ def env_list(name: str, default: str) -> list[str]:
 # warning. The default, development, runs on a laptop with the public key below.
 DJANGO_ENV = env("DJANGO_ENV", "development").strip().lower()
 if DJANGO_ENV not in ("development", "production"):
-    raise ImproperlyConfigured(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
+    refuse_to_start(f"DJANGO_ENV must be development or production, not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 # Public (it is in the repository): `check --deploy` flags it (security.W009), production refuses it.
 DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-key-it-is-public-never-use-it-in-production"
@@ -53,17 +62,17 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 if PRODUCTION:
     SECRET_KEY = env("DJANGO_SECRET_KEY", "").strip()
     if not SECRET_KEY:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_SECRET_KEY in the environment "
-                                   "(50 or more random characters); none is set")
+        refuse_to_start("DJANGO_ENV=production needs DJANGO_SECRET_KEY in the environment "
+                        "(50 or more random characters); none is set")
     if SECRET_KEY.startswith("django-insecure-") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs a DJANGO_SECRET_KEY of 50 or more random characters "
-                                   "(not the development key, not a placeholder); the one set is refused")
+        refuse_to_start("DJANGO_ENV=production needs a DJANGO_SECRET_KEY of 50 or more random characters "
+                        "(not the development key, not a placeholder); the one set is refused")
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "")
     if not ALLOWED_HOSTS:
-        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS in the environment "
-                                   "(the site's host names, comma-separated); none is set")
+        refuse_to_start("DJANGO_ENV=production needs DJANGO_ALLOWED_HOSTS in the environment "
+                        "(the site's host names, comma-separated); none is set")
     if DEBUG:
-        raise ImproperlyConfigured("DJANGO_ENV=production refuses DJANGO_DEBUG: it shows settings and code to anyone")
+        refuse_to_start("DJANGO_ENV=production refuses DJANGO_DEBUG: it shows settings and code to anyone")
 else:
     SECRET_KEY = env("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
     ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -153,6 +162,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Django's PostgreSQL backend with the health check above run only after a second idle
+# (fitness/db/base.py: the trade-off): a SELECT 1 per request was a tenth of an upload.
+DATABASES["default"]["ENGINE"] = "fitness.db"
 # Each pytest run gets a database of its own (see tests/conftest.py), so a running
 # `make run` and the suite never touch each other's rows.
 DATABASES["default"]["TEST"] = {"NAME": env("DATABASE_TEST_NAME", f"test_{DATABASES['default']['NAME']}")}
@@ -439,9 +451,7 @@ BROKER_CHECK_CACHE_SECONDS = env_float("BROKER_CHECK_CACHE_SECONDS", 5.0)
 # Logs (fitness/logging.py): "json", one object per line, or "plain", a line for people;
 # both carry correlation_id, event_id, task_id… where known. Celery workers, beat and
 # gunicorn (its logger class, set in gunicorn.conf.py) use this configuration too.
-LOG_FORMAT = env("LOG_FORMAT", "json").strip().lower()
-if LOG_FORMAT not in ("json", "plain"):
-    raise ValueError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+LOG_FORMAT = log_format()  # the environment's LOG_FORMAT, checked; "json" by default
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -464,31 +474,10 @@ LOGGING = {
 }
 
 # --- Equipment monitoring and push notifications -------------------------------------
-# Fault rules: error codes and thresholds, each with a severity ("info", "warning",
-# "critical"); see monitoring/rules.py. The environment variable MONITORING_FAULT_RULES
-# (a JSON object of the same shape) replaces these defaults.
-MONITORING_FAULT_RULES = {
-    "error_codes": {
-        "E21": {"severity": "critical", "message": "Drain failure: the water does not drain"},
-        "E31": {"severity": "warning", "message": "Water level sensor fault"},
-        "E41": {"severity": "critical", "message": "Door lock failure"},
-        "E51": {"severity": "critical", "message": "Motor overload"},
-        "E61": {"severity": "critical", "message": "Heater failure"},
-    },
-    # Any other error code opens a fault of this severity (None: other codes are ignored).
-    "unknown_error_code_severity": "warning",
-    "thresholds": {
-        "overheat": {"field": "temperature_c", "above": 95, "kinds": ["washer"], "severity": "critical",
-                     "message": "Overheating: {value} °C (limit {limit} °C)"},
-        "dryer_overheat": {"field": "temperature_c", "above": 110, "kinds": ["dryer"], "severity": "critical",
-                           "message": "Dryer overheating: {value} °C (limit {limit} °C)"},
-        "vibration": {"field": "vibration_g", "above": 2.5, "severity": "warning",
-                      "message": "Excessive vibration: {value} g (limit {limit} g); unbalanced load?"},
-        "door_open_in_cycle": {"field": "door_open", "equals": True, "severity": "critical",
-                               "cycle_states": ["washing", "rinsing", "spinning", "drying"],
-                               "message": "The door is open during a cycle"},
-    },
-}
+# Fault rules: error codes and thresholds, each with a severity. None: the default rules,
+# monitoring.rules.DEFAULT_FAULT_RULES; the environment variable MONITORING_FAULT_RULES (a JSON
+# object of the same shape, see monitoring/rules.py) replaces them.
+MONITORING_FAULT_RULES = None
 if os.environ.get("MONITORING_FAULT_RULES"):
     import json
 
@@ -528,21 +517,10 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # --- Observability: GET /metrics, queue depths, Flower's broker tab (observability/) ----
 # prometheus-client's multiprocess mode: every process (gunicorn workers, Celery pool
 # children, the relay) writes its counters and histograms to files in this directory, and
-# GET /metrics sums them. The library reads the environment variable when it is first
-# imported, so it is set here, before any app imports it. `make run` empties it at start.
-# An image whose directory is not writable (Kubernetes runs it as an unprivileged user)
-# falls back to a directory of its own under the temp dir (each pod has its own /tmp).
-PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", str(BASE_DIR / "var" / "metrics"))
-try:
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-    if not os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK):
-        raise PermissionError(PROMETHEUS_MULTIPROC_DIR)
-except OSError:
-    import tempfile
-
-    PROMETHEUS_MULTIPROC_DIR = os.path.join(tempfile.gettempdir(), f"fitness-metrics-{os.getuid()}")
-    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# GET /metrics sums them. The project package has chosen, made and exported it before these
+# settings load (observability.multiprocess.configure_multiprocess_dir: the environment's
+# PROMETHEUS_MULTIPROC_DIR, else var/metrics, else a directory under the temp dir).
+PROMETHEUS_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 # GET /metrics needs `Authorization: Bearer <token>` when this is set; unset, it is open in
 # development and closed (403) in production (observability/views.py).
 METRICS_TOKEN = env("METRICS_TOKEN", "")

@@ -52,7 +52,6 @@ from observability import metrics
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RELOAD_CHECK_SECONDS = 2.0
 # A JPEG is decoded at a reduced scale (1/2, 1/4, 1/8) that still has at least this many
 # pixels per side: a 12-megapixel phone photo decodes several times faster, and the
 # model sees 96 pixels anyway.
@@ -185,7 +184,7 @@ def _read_gathered(images: list[Image.Image]) -> list[Prediction]:
 
 
 def reload_check_seconds() -> float:
-    return float(getattr(settings, "ML_RELOAD_CHECK_SECONDS", DEFAULT_RELOAD_CHECK_SECONDS))
+    return settings.ML_RELOAD_CHECK_SECONDS
 
 
 def _load(name: str, *, current: Reader | None) -> Reader:

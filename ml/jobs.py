@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 # A fine-tuning run takes minutes; RabbitMQ closes a channel whose message stays unacked
 # for longer than its consumer_timeout (30 min by default), so the limit stays below it.
-RETRAIN_TIME_LIMIT = int(getattr(settings, "ML_RETRAIN_TIME_LIMIT", 1500))
+RETRAIN_TIME_LIMIT = settings.ML_RETRAIN_TIME_LIMIT
 
 
 @shared_task(

@@ -58,11 +58,11 @@ class RetrainingSettings:
     @classmethod
     def from_django(cls) -> RetrainingSettings:
         return cls(
-            min_new_samples=int(getattr(settings, "ML_RETRAIN_MIN_NEW_SAMPLES", 100)),
-            min_holdout=int(getattr(settings, "ML_RETRAIN_MIN_HOLDOUT", 10)),
-            epochs=int(getattr(settings, "ML_RETRAIN_EPOCHS", 4)),
-            learning_rate=float(getattr(settings, "ML_RETRAIN_LEARNING_RATE", 1e-3)),
-            replay_per_class=int(getattr(settings, "ML_RETRAIN_REPLAY_PER_CLASS", 10)),
+            min_new_samples=settings.ML_RETRAIN_MIN_NEW_SAMPLES,
+            min_holdout=settings.ML_RETRAIN_MIN_HOLDOUT,
+            epochs=settings.ML_RETRAIN_EPOCHS,
+            learning_rate=settings.ML_RETRAIN_LEARNING_RATE,
+            replay_per_class=settings.ML_RETRAIN_REPLAY_PER_CLASS,
         )
 
 

@@ -27,15 +27,13 @@ from ml.models import RetrainingRun, TrainingSample, training_photo_path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOLDOUT_PERCENT = 20
-
 
 class SampleRejected(PermanentError):
     """The confirmed labels or the photo cannot make a training sample; retrying won't help."""
 
 
 def holdout_percent() -> int:
-    return int(getattr(settings, "ML_HOLDOUT_PERCENT", DEFAULT_HOLDOUT_PERCENT))
+    return settings.ML_HOLDOUT_PERCENT
 
 
 def split_for(photo_sha256: str) -> str:

@@ -17,6 +17,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fitness.serializers import StrictFieldsMixin
 from monitoring.models import Equipment, TelemetryReading
 from monitoring.selectors import equipment_by_api_key
 from monitoring.services import telemetry_ingest
@@ -71,7 +72,7 @@ class AwareDateTimeField(serializers.DateTimeField):
     default_error_messages = {"naive": "Give the UTC offset, e.g. 2026-11-25T10:00:00Z."}
 
 
-class TelemetryReadingSerializer(serializers.Serializer):
+class TelemetryReadingSerializer(StrictFieldsMixin, serializers.Serializer):
     recorded_at = AwareDateTimeField(help_text="When the machine took the reading (ISO-8601 with offset).")
     error_code = serializers.RegexField(
         r"^[A-Za-z0-9_-]{1,16}$", allow_null=True, required=False, default=None,
@@ -87,13 +88,6 @@ class TelemetryReadingSerializer(serializers.Serializer):
     cycle_state = serializers.ChoiceField(
         choices=TelemetryReading.CycleState.choices, allow_null=True, required=False, default=None
     )
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unexpected = set(data) - set(self.fields)
-            if unexpected:
-                raise ValidationError({name: ["Unknown field."] for name in sorted(unexpected)})
-        return super().to_internal_value(data)
 
     def validate_recorded_at(self, value):
         now = timezone.now()

@@ -1,7 +1,8 @@
 """Fault rules: which telemetry readings open a fault, with which severity.
 
-The rules come from the setting MONITORING_FAULT_RULES (or the environment variable of
-the same name, as JSON); see fitness/settings.py for the defaults. Two kinds:
+The rules are DEFAULT_FAULT_RULES below, unless the setting MONITORING_FAULT_RULES (the
+environment variable of the same name, as JSON) replaces them with rules of the same shape.
+Two kinds:
 
 * error codes: a reading with `error_code` E21 trips the rule `error:E21`; codes not in
   the table trip with `unknown_error_code_severity` (or are ignored when it is null);
@@ -24,6 +25,30 @@ SEVERITIES = ("info", "warning", "critical")
 THRESHOLD_FIELDS = ("temperature_c", "vibration_g", "door_open")
 KINDS = ("washer", "dryer")
 CYCLE_STATES = ("idle", "washing", "rinsing", "spinning", "drying", "cooling", "finished")
+
+# The rules unless the setting MONITORING_FAULT_RULES replaces them.
+DEFAULT_FAULT_RULES = {
+    "error_codes": {
+        "E21": {"severity": "critical", "message": "Drain failure: the water does not drain"},
+        "E31": {"severity": "warning", "message": "Water level sensor fault"},
+        "E41": {"severity": "critical", "message": "Door lock failure"},
+        "E51": {"severity": "critical", "message": "Motor overload"},
+        "E61": {"severity": "critical", "message": "Heater failure"},
+    },
+    # Any other error code opens a fault of this severity (None: other codes are ignored).
+    "unknown_error_code_severity": "warning",
+    "thresholds": {
+        "overheat": {"field": "temperature_c", "above": 95, "kinds": ["washer"], "severity": "critical",
+                     "message": "Overheating: {value} °C (limit {limit} °C)"},
+        "dryer_overheat": {"field": "temperature_c", "above": 110, "kinds": ["dryer"], "severity": "critical",
+                           "message": "Dryer overheating: {value} °C (limit {limit} °C)"},
+        "vibration": {"field": "vibration_g", "above": 2.5, "severity": "warning",
+                      "message": "Excessive vibration: {value} g (limit {limit} g); unbalanced load?"},
+        "door_open_in_cycle": {"field": "door_open", "equals": True, "severity": "critical",
+                               "cycle_states": ["washing", "rinsing", "spinning", "drying"],
+                               "message": "The door is open during a cycle"},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -98,7 +123,9 @@ class FaultRules:
 
 @functools.cache
 def fault_rules() -> FaultRules:
-    return parse_rules(settings.MONITORING_FAULT_RULES)
+    """The rules in force: the setting MONITORING_FAULT_RULES, or DEFAULT_FAULT_RULES when it is None."""
+    configured = settings.MONITORING_FAULT_RULES
+    return parse_rules(DEFAULT_FAULT_RULES if configured is None else configured)
 
 
 def parse_rules(config: dict) -> FaultRules:

@@ -6,7 +6,7 @@ Metrics table of docs/operating.md.
 
 Counters and histograms use prometheus-client's multiprocess mode: each process (gunicorn
 workers, Celery pool children, the relay) writes its values to files in
-PROMETHEUS_MULTIPROC_DIR (set by fitness/settings.py; see below when the library came first) and
+PROMETHEUS_MULTIPROC_DIR (set by observability/multiprocess.py; see below when the library came first) and
 `render()` sums every file, those of processes that have exited included, so counts survive a
 worker's restart. Only "live" gauges need `mark_process_dead` when a process exits; there are
 none here: the gauges (queue depths, outbox backlog) are computed by
@@ -36,9 +36,9 @@ from prometheus_client.registry import Collector
 from fitness.topology import EVENT_TYPES
 
 # prometheus-client picks its value class (in-process or multiprocess files) when it is first
-# imported, from PROMETHEUS_MULTIPROC_DIR. fitness/settings.py sets that variable, but the
-# `celery` command imports Flower's command plugin (an entry point of every celery CLI run),
-# and with it prometheus-client, before it loads the app and Django's settings: every
+# imported, from PROMETHEUS_MULTIPROC_DIR. The project package sets that variable first thing
+# (observability/multiprocess.py), but the `celery` command imports Flower's command plugin (an
+# entry point of every celery CLI run), and with it prometheus-client, before it loads the app: every
 # worker and beat would then keep its counts in memory, invisible to GET /metrics. The
 # metrics below take the value class when they are created, so choosing it again here,
 # once the variable is set, puts them in the shared files.

@@ -24,6 +24,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from branches.selectors import helper_branch, owns_a_branch
+from fitness.serializers import StrictFieldsMixin
 from messaging.contracts import LABEL_VOCABULARY
 from messaging.correlation import bind_log_context
 from tasks.models import LaundryTask, Reading
@@ -105,7 +106,7 @@ class TaskAcceptedSerializer(TaskUrlMixin, serializers.ModelSerializer):
         fields = ["id", "url", "status", "created_at"]
 
 
-class TaskSubmitSerializer(serializers.Serializer):
+class TaskSubmitSerializer(StrictFieldsMixin, serializers.Serializer):
     photo = serializers.FileField(
         help_text=(
             f"JPEG, PNG or WebP photo of the laundry, at most {settings.PHOTO_MAX_BYTES // 1_000_000} MB "
@@ -114,14 +115,8 @@ class TaskSubmitSerializer(serializers.Serializer):
     )
     note = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
 
-    def validate(self, attrs):
-        unexpected = set(self.initial_data) - set(self.fields)
-        if unexpected:
-            raise ValidationError({name: ["Unknown field."] for name in sorted(unexpected)})
-        return attrs
 
-
-class TaskConfirmSerializer(serializers.Serializer):
+class TaskConfirmSerializer(StrictFieldsMixin, serializers.Serializer):
     labels = serializers.DictField(
         child=serializers.CharField(max_length=50), required=False, allow_empty=False,
         help_text=(
@@ -132,12 +127,6 @@ class TaskConfirmSerializer(serializers.Serializer):
             + "."
         ),
     )
-
-    def validate(self, attrs):
-        unexpected = set(self.initial_data) - set(self.fields)
-        if unexpected:
-            raise ValidationError({name: ["Unknown field."] for name in sorted(unexpected)})
-        return attrs
 
 
 def _helper_branch_or_403(request):

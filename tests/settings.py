@@ -8,6 +8,8 @@ environment, so `make run` and the suite never see each other's rows or messages
 import os
 import uuid
 
+from observability.multiprocess import configure_multiprocess_dir
+
 os.environ.setdefault("FITNESS_TEST_RUN", uuid.uuid4().hex[:10])
 TEST_RUN = os.environ["FITNESS_TEST_RUN"]
 TEST_VHOST = f"fitness-test-{TEST_RUN}"
@@ -15,9 +17,11 @@ BROKER_ROOT_URL = os.environ.get("TEST_BROKER_ROOT_URL", "amqp://guest:guest@127
 os.environ.setdefault("CELERY_BROKER_URL", f"{BROKER_ROOT_URL}/{TEST_VHOST}")
 os.environ.setdefault("DATABASE_TEST_NAME", f"test_fitness_{TEST_RUN}")
 # This run's metric files (never `make run`'s var/metrics); its workers inherit the variable.
+# Made here: a worker's project package may have chosen var/metrics before this file ran.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var", f"test-metrics-{TEST_RUN}"
 )
+configure_multiprocess_dir()
 
 from fitness.settings import *  # noqa: E402,F403
 

@@ -12,7 +12,7 @@ from tests.support import ROOT
 DEV_ONLY = {"pytest", "pytest-django", "pytest-timeout", "moto", "jsonschema", "kubernetes-validate", "selenium",
             "ruff", "schemathesis"}
 DEV_ONLY_MODULES = {"pytest", "pytest_django", "moto", "jsonschema", "kubernetes_validate", "selenium", "ruff",
-                    "schemathesis", "yaml", "tests"}
+                    "schemathesis", "tests"}
 # Code the image does not run: the tests, the benchmarks (they drive the tests' helpers)
 NOT_IN_THE_RUNTIME = {"tests", "benchmarks", ".venv", "var"}
 

@@ -23,7 +23,7 @@ from tests.support import ROOT
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
 OPERATOR_KINDS = {"RabbitmqCluster", "Cluster", "ScaledObject", "TriggerAuthentication", "PrometheusRule",
-                  "User", "Permission"}
+                  "User", "Permission", "PodMonitor"}
 # Secrets the operators create: CloudNativePG (<cluster>-app) and the RabbitMQ operator (<cluster>-default-user)
 OPERATOR_SECRETS = {"fitness-db-app": {"uri"}, "fitness-rabbitmq-default-user": {"username", "password"}}
 
@@ -305,6 +305,22 @@ def test_only_the_ingress_controller_and_prometheus_reach_the_web():
     others = [labels for name, labels in pod_labels().items() if name != "web"]
     assert not any(is_peer(p, pod=labels) for p in peers for labels in others)
     assert not any(is_peer(p, namespace={"kubernetes.io/metadata.name": "default"}, pod={}) for p in peers)
+
+
+def test_prometheus_scrapes_the_web_with_the_metrics_token_and_every_exporter():
+    monitors = of_kind("PodMonitor")
+    web = monitors["fitness-web"]["spec"]
+    assert selects(web["selector"], pod_labels()["web"])
+    (endpoint,) = web["podMetricsEndpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"] == {"type": "Bearer",
+                                         "credentials": {"name": "fitness-metrics", "key": "METRICS_TOKEN"}}
+    assert "METRICS_TOKEN" in of_kind("Secret")["fitness-metrics"]["stringData"]
+    exporters = monitors["fitness-exporters"]["spec"]
+    exporter_port = int(of_kind("ConfigMap")["fitness-config"]["data"]["METRICS_EXPORTER_PORT"])
+    for name, doc in of_kind("Deployment").items():
+        if {"name": "metrics", "containerPort": exporter_port} in container(doc).get("ports", []):
+            assert selects(exporters["selector"], pod_labels()[name]), f"nothing scrapes the exporter of {name}"
 
 
 def test_only_prometheus_reaches_the_exporter_ports():

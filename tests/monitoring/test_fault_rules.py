@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from monitoring.rules import parse_rules
+from monitoring.rules import DEFAULT_FAULT_RULES, fault_rules, parse_rules
 
 RULES = parse_rules({
     "error_codes": {"e21": {"severity": "critical", "message": "Drain failure ({code})"}},
@@ -34,9 +34,18 @@ def test_thresholds_respect_kind_and_cycle_state():
     assert rules_tripped({"temperature_c": None}) == []
 
 
-def test_the_default_rules_in_the_settings_are_valid(settings):
-    rules = parse_rules(settings.MONITORING_FAULT_RULES)
+def test_the_default_rules_are_valid_and_apply_unless_the_setting_replaces_them(settings):
+    rules = parse_rules(DEFAULT_FAULT_RULES)
     assert "E21" in rules.error_codes and rules.unknown_error_code_severity == "warning"
+    assert settings.MONITORING_FAULT_RULES is None  # no MONITORING_FAULT_RULES in the environment
+    fault_rules.cache_clear()
+    try:
+        assert fault_rules() == rules
+        settings.MONITORING_FAULT_RULES = {"error_codes": {"E99": {"severity": "info", "message": "Test code"}}}
+        fault_rules.cache_clear()
+        assert set(fault_rules().error_codes) == {"E99"} and fault_rules().thresholds == ()
+    finally:
+        fault_rules.cache_clear()
 
 
 @pytest.mark.parametrize(

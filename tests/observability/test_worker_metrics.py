@@ -44,7 +44,7 @@ def stack(django_db_setup, django_db_blocker, broker_vhost, log_dir):
         worker = WorkerProcess(
             ["task.submitted", "equipment.fault"], name="metrics", concurrency=2, log_dir=log_dir,
             METRICS_EXPORTER_PORT=str(port), TORCH_NUM_THREADS="1", PUSH_BACKEND="inbox",
-            # as under `make run`: no variable in the environment, only the settings set it
+            # as under `make run`: no variable in the environment, only the project package sets it
             # (after the celery command has imported prometheus-client through Flower's plugin)
             PROMETHEUS_MULTIPROC_DIR=None,
         ).start()

@@ -11,7 +11,7 @@ from django.db import connection
 from messaging.models import OutboxMessage
 from tasks.models import LaundryTask
 from tests import factories
-from tests.support import drain_queue
+from tests.support import drain_queue, queue_depth, wait_for
 
 URL = "/api/v1/tasks/"
 
@@ -193,10 +193,11 @@ def test_a_task_whose_event_cannot_be_stored_leaves_no_row_and_no_photo(helper, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_requests_with_the_same_idempotency_key_make_one_task(route_events):
+def test_concurrent_requests_with_the_same_idempotency_key_make_one_task(route_events, relay):
     # Committed for real, so its event would reach a running AI worker; keep it away
     # from one, lest the worker still holds rows when the test database is emptied.
     route_events("TaskSubmittedEvent", "preference.created")
+    drain_queue("preference.created")
     helper = factories.helper()
     photos_before = stored_photos()
     photo = factories.photo_bytes()
@@ -222,4 +223,5 @@ def test_concurrent_requests_with_the_same_idempotency_key_make_one_task(route_e
     assert LaundryTask.objects.count() == 1
     assert OutboxMessage.objects.count() == 1
     assert len(stored_photos() - photos_before) == 1, "the losers' photos were deleted"
+    wait_for(lambda: queue_depth("preference.created") >= 1, timeout=30, what="the one event, published by the relay")
     assert len(drain_queue("preference.created")) == 1

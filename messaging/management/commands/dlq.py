@@ -8,11 +8,11 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from fitness import topology
+from fitness.formatting import clip, table, when
 from messaging.dead_letters.messages import DeadLetterMessage
 from messaging.dead_letters.operations import NOT_AN_ENVELOPE, OperationReport, dead_letters_purge, dead_letters_replay
 from messaging.dead_letters.selection import Selection, dead_letter_summaries, dead_letters_browse
 from messaging.errors import BrokerUnavailable
-from messaging.management.formatting import clip, when
 
 MAX_ROWS = 200
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -308,17 +308,7 @@ class Command(BaseCommand):
         self.stdout.write("  " + shown.replace("\n", "\n  "))
 
     def _table(self, header: list[str], rows: list[list], *, right: set[int] = frozenset()) -> None:
-        shown = [[str(cell) for cell in row] for row in rows[:MAX_ROWS]]
-        widths = [max([len(header[i])] + [len(row[i]) for row in shown]) for i in range(len(header))]
-
-        def line(cells):
-            return "  ".join(
-                cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(cells)
-            ).rstrip()
-
-        self.stdout.write(line(header))
-        self.stdout.write(line(["-" * w for w in widths]))
-        for row in shown:
-            self.stdout.write(line(row))
+        for line in table(header, rows[:MAX_ROWS], right=right, rule=True):
+            self.stdout.write(line)
         if len(rows) > MAX_ROWS:
             self.stdout.write(f"… and {len(rows) - MAX_ROWS} more")

@@ -3,7 +3,7 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.management.formatting import clip, when
+from fitness.formatting import clip, table, when
 from messaging.models import OutboxMessage
 from messaging.outbox import OutboxOperationError, outbox_discard, outbox_retry
 
@@ -134,9 +134,5 @@ class Command(BaseCommand):
     def _table(self, header: list[str], rows: list[list], *, right: set[int]) -> None:
         if not rows:
             return
-        cells = [header, *[[str(c) for c in row] for row in rows]]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-        for row in cells:
-            self.stdout.write("  ".join(
-                cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)
-            ).rstrip())
+        for line in table(header, rows, right=right):
+            self.stdout.write(line)

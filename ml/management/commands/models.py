@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from fitness.formatting import table
 from ml.models import ModelVersion
 from ml.selectors import model_version_list
 from ml.services import ModelVersionNotFound, NothingToRollBack, model_version_activate, model_version_rollback
@@ -55,7 +56,7 @@ class Command(BaseCommand):
             return
         header = ("", "version", "outcome", "from", "exact", "garment", "condition", "held out", "trained on",
                   "created", "reason")
-        rows = [header]
+        rows = []
         for version in versions:
             metrics = version.metrics or {}
             rows.append((
@@ -71,10 +72,8 @@ class Command(BaseCommand):
                 version.created_at.strftime("%Y-%m-%d %H:%M"),
                 version.outcome_reason or version.notes or "",
             ))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-        for row in rows:
-            cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
-            self.stdout.write("  ".join([*cells, row[-1]]).rstrip())
+        for line in table(header, rows):
+            self.stdout.write(line)
         self.stdout.write("* = active. Metrics are on each version's own held-out samples; a retrained candidate's "
                           "reason compares it with its parent on the same samples.")
 

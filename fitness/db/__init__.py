@@ -1,0 +1,1 @@
+"""The project's PostgreSQL backend: Django's, with a cheaper connection health check (base.py)."""
