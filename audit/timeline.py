@@ -122,7 +122,7 @@ def _steps(event_ids: set[str], task_id: int | None):
         yield Step(row.created_at, producer, "outbox row written", f"in the {producer} transaction",
                    row.event_type, eid)
         if row.published_at:
-            yield Step(row.published_at, "relay / fast path", "published to fitness.events",
+            yield Step(row.published_at, "relay", "published to fitness.events",
                        f"routing key {row.queue}; {row.publish_attempts} attempt(s)", row.event_type, eid, "ok")
         elif row.discarded_at:
             yield Step(row.discarded_at, "operator", "discarded from the outbox", row.discard_reason,

@@ -1,8 +1,8 @@
 """In a real browser, through gunicorn: the operator follows one upload through every process.
 
-The stack is real: the web process takes the upload, the AI worker reads the photo and publishes
-TaskAnalyzedEvent, the notify pool pushes "your photo was read" to the helper, the audit pool
-records both events. The admin's timeline of the task shows it all in time order.
+The stack is real: the web process takes the upload, the relay publishes its outbox rows, the AI
+worker reads the photo and publishes TaskAnalyzedEvent, the notify pool pushes "your photo was
+read" to the helper, the audit pool records both events. The admin's timeline of the task shows it all in time order.
 With WRITE_SCREENSHOTS=docs/screenshots it writes docs/screenshots/operator-timeline.png.
 """
 
@@ -19,7 +19,7 @@ from messaging.models import EventActivity
 from ml.models import ModelVersion
 from notifications.models import Notification
 from tests import factories
-from tests.support import WorkerProcess, wait_for
+from tests.support import CommandProcess, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,8 +34,10 @@ def trained_model_row(django_db_setup, django_db_blocker):
 
 @pytest.fixture(scope="module")
 def stack_workers(django_db_setup, broker_vhost, log_dir):
-    """The AI, notify and audit pools as the Procfile runs them (their -Q lists)."""
+    """The relay and the AI, notify and audit pools as the Procfile runs them (their -Q lists)."""
     workers = [
+        CommandProcess("relay_outbox", "--interval", "0.2", name="timeline-relay", log_dir=log_dir,
+                       ready="outbox relay started"),
         WorkerProcess(["task.submitted"], name="timeline-ai", log_dir=log_dir, TORCH_NUM_THREADS="1"),
         WorkerProcess(["preference.created", "task.analyzed.push"], name="timeline-notify", log_dir=log_dir),
         WorkerProcess(["audit"], name="timeline-audit", log_dir=log_dir),
