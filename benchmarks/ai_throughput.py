@@ -149,7 +149,7 @@ class Publisher:
         self.published_at[task.pk] = time.time()
         for _ in range(20):  # as the relay does: RabbitMQ slow to answer, try again shortly
             try:
-                publish_envelope(topology.queue_for_event(envelope.event_type), envelope.as_message_body())
+                publish_envelope(topology.routing_key_for_event(envelope.event_type), envelope.as_message_body())
                 return
             except BrokerUnavailable as exc:
                 print(f"publishing task {task.pk}: {exc}; trying again", file=sys.stderr)

@@ -12,8 +12,9 @@
       p99 < 60 ms at 16 clients                   Django view taking the same photo, interleaved phases)
 
 and the rows the plan leaves out: messages lost during a broker restart and during a broker
-outage (benchmarks/faults.py, on a private RabbitMQ node), and duplicate effects over every
-fault run. Each benchmark runs as its own process on a private database and vhost (or node)
+outage (benchmarks/faults.py, on a private RabbitMQ node), duplicate effects over every
+fault run, and the audit subscriber's throughput at the full upload rate (benchmarks/audit.py).
+Each benchmark runs as its own process on a private database and vhost (or node)
 and hands its figures back as JSON; this script only runs them and judges the figures.
 
     python benchmarks/verify.py [--ai-tasks 3000] [--fault-tasks 300] [--json FILE]
@@ -251,6 +252,20 @@ def independence_row() -> tuple[Row, dict]:
     return row, {"files": files, "imports_of_ml": found, "consumer_packages": sorted(CONSUMER_PACKAGES)}
 
 
+def audit_row(bench: Benchmark) -> tuple[Row, dict | None]:
+    figures, error = bench.result()
+    check = "[added] audit subscriber at the full upload rate"
+    target = ">= 120 events/s (60 uploads/s x 2 events)"
+    if figures is None:
+        return Row(check, target, error, "FAIL"), None
+    rate = figures["events_per_s"]
+    measured = (f"{rate:.1f} events/s, {figures['events_recorded']}/{figures['events']} recorded "
+                f"(lag p99 {figures['lag_p99_s']} s)")
+    if figures["events_recorded"] < figures["events"]:  # an event missing from the audit log: a loss
+        return Row(check, target, measured, "FAIL", rate), figures
+    return Row(check, target, measured, timing(rate >= figures["needed_events_per_s"]), rate), figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1000, help="events to publish (default 1000, the seed's)")
@@ -269,9 +284,9 @@ def main() -> int:
     SMOKE = args.smoke
     processes.handle_termination()  # SIGTERM: the running benchmark is stopped and cleans up first
     sizes = dict(events=args.events, ai_tasks=args.ai_tasks, fault_tasks=args.fault_tasks,
-                 workers=args.workers, bare_seconds=5.0, alerts=[], uploads=[])
+                 workers=args.workers, bare_seconds=5.0, alerts=[], uploads=[], audit_events=2000)
     if args.smoke:
-        sizes.update(events=100, ai_tasks=60, fault_tasks=24, workers=2, bare_seconds=1.0,
+        sizes.update(events=100, ai_tasks=60, fault_tasks=24, workers=2, bare_seconds=1.0, audit_events=100,
                      alerts=["--faults", "10", "--backlog", "400", "--ai-workers", "1", "--alert-workers", "1",
                              "--web-workers", "1"], uploads=["--smoke"])
 
@@ -311,6 +326,7 @@ def main() -> int:
             "alert_latency": Benchmark("alert_latency.py", *sizes["alerts"], env={"BENCH_PORT": str(free_port())},
                                        log_dir=log_dir),
             "api_submit": Benchmark("api_submit.py", *sizes["uploads"], log_dir=log_dir),
+            "audit": Benchmark("audit.py", "-n", str(sizes["audit_events"]), log_dir=log_dir),
         }
         if args.smoke:
             for bench in benchmarks.values():
@@ -327,6 +343,8 @@ def main() -> int:
         row, raw["independence"] = independence_row()
         rows.append(row)
         row, raw["api_submit"] = upload_row(benchmarks["api_submit"])
+        rows.append(row)
+        row, raw["audit"] = audit_row(benchmarks["audit"])
         rows.append(row)
         rows += faults[1:]
         rows += goals

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "ml",
     "monitoring",
     "notifications",
+    "audit",  # the audit trail: a subscriber of every event, and the operator's timelines
     "observability",
     "django_celery_beat",  # beat's schedule lives in PostgreSQL (beat runs its DatabaseScheduler)
     "axes",  # the admin login locks out after AXES_FAILURE_LIMIT failures (fitness/throttling.py)
@@ -404,6 +405,10 @@ PUSH_DELIVERY_RETENTION_DAYS = env_int("PUSH_DELIVERY_RETENTION_DAYS", 30)
 # Dead-letter history of replayed or purged dead letters, after their last replay, purge or
 # death; a dead letter still in its `.dlq` keeps its history whatever its age.
 DEAD_LETTER_RETENTION_DAYS = env_int("DEAD_LETTER_RETENTION_DAYS", 90)
+# The audit trail: the event log (audit.EventLogEntry) and what each subscriber did with each
+# event (messaging.EventActivity), by their time. The timeline of an upload needs both.
+EVENT_LOG_RETENTION_DAYS = env_int("EVENT_LOG_RETENTION_DAYS", 90)
+EVENT_ACTIVITY_RETENTION_DAYS = env_int("EVENT_ACTIVITY_RETENTION_DAYS", 90)
 # Rows per delete (each batch its own short transaction), how often beat prunes, and how long
 # one run may take (the rest waits for the next run; below CELERY_TASK_SOFT_TIME_LIMIT).
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)

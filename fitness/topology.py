@@ -3,13 +3,25 @@
 Everything else (the Celery app, `publish_event`, `setup_broker`, the tests, the
 Procfile's `-Q` lists) reads them from here.
 
-    producer ──publish──▶ fitness.events (topic) ──routing key = queue name──▶ <queue>
-                                                                                 │ reject /
-                                                                                 │ delivery limit
+    producer ──publish, routing key = event type──▶ fitness.events (topic)
+                     ┌────────── binding: TaskSubmittedEvent ──────────┤
+                     ▼                                                 ▼
+              task.submitted (AI)                               audit (every event type)
+              also bound with its own name: retries, delayed delivery and replays use
+              that key, so they reach this one queue          │ reject /
+                                                               │ delivery limit
     fitness.dead-letter (direct) ◀──────────── dead-letter routing key = queue name
               ├──────────▶ <queue>.dlq             (held for `manage.py dlq` to inspect, replay, purge)
               └──────────▶ dead-letters.archive    (every work queue's key; the archiver records
                                                     each dead letter in PostgreSQL)
+
+Publish–subscribe: an event is published once, with its type for routing key, and RabbitMQ
+puts a copy in the queue of every subscriber bound with that key (`Subscriber.events`).
+Adding a subscriber is a `Subscriber` here, its handler (`event_consumer(..., queue=...)`)
+and `manage.py setup_broker`: the producer publishes the same bytes and is not redeployed.
+A queue bound by hand to `fitness.events` with an event type's key gets every event of that type.
+Each subscriber queue is also bound with its own name, the key of its retries, its delayed
+deliveries and the replays from its `.dlq`: those concern one subscriber's copy only.
 
 Every work queue is a durable quorum queue (replicated, persistent) with an explicit
 delivery limit, so a message that keeps crashing its worker is dead-lettered instead of
@@ -139,11 +151,31 @@ ALERT_RETRIES = RetryPolicy.lasting(_seconds_from_env("FAULT_ALERT_RETRY_SECONDS
                                     first_delay=1, max_delay=10)
 
 
+# Every event type that is published. Each is the routing key of its events on
+# `fitness.events` (the producer knows nothing else of the topology); a test checks this
+# list against the contracts of `messaging.contracts`.
+EVENT_TYPES: tuple[str, ...] = (
+    "TaskSubmittedEvent",
+    "TaskAnalyzedEvent",
+    "TaskConfirmedEvent",
+    "EquipmentFaultEvent",
+    "BranchPreferenceCreatedEvent",
+)
+
+
 @dataclass(frozen=True)
-class WorkQueue:
+class Subscriber:
+    """A subscriber's queue: bound to `fitness.events` with each event type it handles.
+
+    It is also bound with its own name: that is the routing key of its retries, of the
+    native delayed delivery and of replays from its `.dlq`, so they reach this queue alone.
+    A queue of plain jobs (`mlops`) is a Subscriber without event types.
+    """
+
     name: str
     purpose: str
-    process: str  # the Procfile process that consumes it
+    process: str  # the Procfile process (worker pool) that consumes it
+    events: tuple[str, ...] = ()  # the event types it subscribes to
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     retries: RetryPolicy = SEED_RETRIES  # how its consumer retries a failed event
 
@@ -164,6 +196,12 @@ class WorkQueue:
         }
 
     def as_kombu_queue(self, *, no_declare: bool = False) -> Queue:
+        """The queue as Celery knows it: bound with its own name, the key Celery routes its
+        retries by and native delayed delivery copies. The event types' bindings are
+        declared by `declare_topology` (`event_bindings`): kombu drops a queue's exchange
+        once it has several bindings, and Celery needs the exchange to route a retry; and
+        binding the event types to the delayed-delivery exchange too would let a delayed
+        retry of one subscriber's copy reach every subscriber of the event type."""
         return Queue(
             self.name,
             exchange=EVENTS_EXCHANGE,
@@ -173,6 +211,9 @@ class WorkQueue:
             no_declare=no_declare,
         )
 
+    def event_bindings(self) -> list[binding]:
+        return [binding(EVENTS_EXCHANGE, routing_key=event_type) for event_type in self.events]
+
     def dead_letter_queue(self, broker_major_version: int = 3) -> Queue:
         return Queue(
             self.dead_letter_queue_name,
@@ -181,6 +222,9 @@ class WorkQueue:
             durable=True,
             queue_arguments=holding_queue_arguments(broker_major_version),
         )
+
+
+WorkQueue = Subscriber  # the name of before publish-subscribe
 
 
 def holding_queue_arguments(broker_major_version: int) -> dict:
@@ -200,23 +244,25 @@ def broker_major_version(connection: Connection) -> int:
         return 3
 
 
-WORK_QUEUES: tuple[WorkQueue, ...] = (
-    WorkQueue("task.submitted", "AI reading of a helper's laundry photo", "worker-ai"),
-    WorkQueue("task.confirmed", "owner-confirmed readings become training data", "worker-mlops"),
-    WorkQueue("mlops", "retraining, evaluation and promotion jobs; the retention prune", "worker-mlops"),
-    WorkQueue("equipment.fault", "equipment fault alerts to the branch owner", "worker-alerts",
-              retries=ALERT_RETRIES),
-    WorkQueue("preference.created", "branch recommendations to matching customers", "worker-notify"),
+AUDIT_QUEUE = "audit"
+
+WORK_QUEUES: tuple[Subscriber, ...] = (
+    Subscriber("task.submitted", "AI reading of a helper's laundry photo", "worker-ai",
+               events=("TaskSubmittedEvent",)),
+    Subscriber("task.confirmed", "owner-confirmed readings become training data", "worker-mlops",
+               events=("TaskConfirmedEvent",)),
+    Subscriber("mlops", "retraining, evaluation and promotion jobs; the retention prune", "worker-mlops"),
+    Subscriber("equipment.fault", "equipment fault alerts to the branch owner", "worker-alerts",
+               events=("EquipmentFaultEvent",), retries=ALERT_RETRIES),
+    Subscriber("preference.created", "branch recommendations to matching customers", "worker-notify",
+               events=("BranchPreferenceCreatedEvent",)),
+    Subscriber("task.analyzed.push", "a push to the helper when the AI has read the photo", "worker-notify",
+               events=("TaskAnalyzedEvent",)),
+    Subscriber(AUDIT_QUEUE, "the audit trail: every event, in the event log", "worker-audit",
+               events=EVENT_TYPES),
 )
 
-# Which queue each event goes to. One event type has one consumer (its queue's worker
-# pool); a second consumer of the same event would get its own event route here.
-EVENT_ROUTES: dict[str, str] = {
-    "TaskSubmittedEvent": "task.submitted",
-    "TaskConfirmedEvent": "task.confirmed",
-    "EquipmentFaultEvent": "equipment.fault",
-    "BranchPreferenceCreatedEvent": "preference.created",
-}
+_CELERY_QUEUES: list[Queue] = [queue.as_kombu_queue(no_declare=True) for queue in WORK_QUEUES]
 
 # Plain Celery jobs (not events), by task name pattern.
 TASK_ROUTES: dict[str, dict] = {
@@ -271,11 +317,31 @@ def dead_letter_archive_queue(broker_major_version: int = 3) -> Queue:
     )
 
 
-def queue_for_event(event_type: str) -> str:
-    try:
-        return EVENT_ROUTES[event_type]
-    except KeyError:
-        raise UnknownRoute(f"no queue is routed for event type {event_type!r}") from None
+def add_subscriber(subscriber: Subscriber) -> Subscriber:
+    """Declare one more subscriber (tests, a team's own module loaded before the Celery app):
+    the same as a line in WORK_QUEUES. Its queue exists once `setup_broker` has run."""
+    global WORK_QUEUES
+    if any(queue.name == subscriber.name for queue in WORK_QUEUES):
+        raise ValueError(f"a queue named {subscriber.name!r} is declared already")
+    WORK_QUEUES = (*WORK_QUEUES, subscriber)
+    _CELERY_QUEUES.append(subscriber.as_kombu_queue(no_declare=True))
+    return subscriber
+
+
+# Routing keys other than the event type: none in production. The tests route their probe
+# events straight to one queue by its name (every subscriber queue is bound with its name).
+ROUTING_KEY_OVERRIDES: dict[str, str] = {}
+
+
+def routing_key_for_event(event_type: str) -> str:
+    """The routing key of an event on `fitness.events`: its type. Every subscriber's queue
+    bound with it gets a copy; the producer needs to know none of them."""
+    return ROUTING_KEY_OVERRIDES.get(event_type, event_type)
+
+
+def subscribers_of(event_type: str) -> list[Subscriber]:
+    """The declared subscribers of `event_type` (a queue bound by hand is not among them)."""
+    return [queue for queue in WORK_QUEUES if event_type in queue.events]
 
 
 def queues_for_process(process: str) -> list[str]:
@@ -287,9 +353,10 @@ def celery_queues() -> list[Queue]:
 
     Neither a worker (its `-Q` queues) nor a publisher (a job's queue) declares a queue, its
     exchange or its binding, so their RabbitMQ users need no configure right on the topology
-    and cannot delete any of it (fitness/broker_users.py).
+    and cannot delete any of it (fitness/broker_users.py). One list, which `add_subscriber`
+    extends, given to the Celery app as its `task_queues`.
     """
-    return [queue.as_kombu_queue(no_declare=True) for queue in WORK_QUEUES]
+    return _CELERY_QUEUES
 
 
 @dataclass
@@ -322,8 +389,11 @@ def declare_topology(connection: Connection, *, recreate_outdated: bool = False)
     for queue in WORK_QUEUES:
         kombu_queue = queue.as_kombu_queue().bind(channel)
         kombu_queue.declare()
+        for event_binding in queue.event_bindings():
+            kombu_queue.bind_to(event_binding.exchange.name, event_binding.routing_key)
         bind_queue_to_native_delayed_delivery_exchange(connection, kombu_queue)
-        declared.append(f"queue {queue.name} (quorum, delivery limit {queue.delivery_limit})")
+        keys = ", ".join((*queue.events, queue.name))
+        declared.append(f"queue {queue.name} (quorum, delivery limit {queue.delivery_limit}; keys {keys})")
         _declare_holding_queue(connection, queue.dead_letter_queue(version), version, result,
                                f"quorum, {unlimited}, dead letters of {queue.name}", recreate_outdated)
     _declare_holding_queue(connection, dead_letter_archive_queue(version), version, result,

@@ -22,8 +22,18 @@ What the decorator gives every handler, so that no handler repeats it:
 * metrics (`observability.metrics`): events processed or skipped as duplicates, failed
   attempts, dead-lettered events, and the time of each processed event.
 
-The Celery task is named after the event type: that name is the only thing producer and
-consumer share, so either side can be deployed without the other.
+Publish–subscribe. The Celery task is named after the event type: that name (and the
+routing key, also the event type) is the only thing producer and consumer share, so either
+side can be deployed without the other. An event type may have any number of subscribers,
+each with its own queue (`fitness.topology.Subscriber`, `event_consumer(..., queue=...)`);
+RabbitMQ puts a copy of the event in each. Celery finds a task by the name in the message's
+headers, so one task per event type (the dispatcher, `EventConsumerTask`) is registered, and
+it picks the subscriber of the copy it received: the subscriber whose queue the routing key
+names (a retry, a delayed delivery or a replay carries its queue's name), else the one
+subscriber of that event type among the queues this worker consumes. Celery tells a task
+its message's exchange and routing key but not its queue (`Request.delivery_info`), hence
+the rule that a worker consumes at most one subscriber queue per event type, checked when it
+starts (`check_worker_queues`).
 
 Documented in docs/architecture.md (*Consumers*, *Delivery guarantees*).
 """
@@ -33,11 +43,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task, shared_task
+from celery.signals import celeryd_after_setup
 from django.db import connection, transaction
 
 from fitness import topology
@@ -45,7 +58,7 @@ from messaging.correlation import correlation_scope, log_scope
 from messaging.dead_letters.failures import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
-from messaging.models import ProcessedEvent
+from messaging.models import EventActivity, ProcessedEvent
 from observability import metrics
 
 logger = logging.getLogger("messaging.consumer")
@@ -55,8 +68,113 @@ _DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
 
 Handler = Callable[[Any, Envelope], Any]
 
-# event type -> consumer name: one consumer per event type (see fitness.topology).
-_CONSUMERS: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class Subscription:
+    """One subscriber's handler of one event type."""
+
+    consumer: str  # the name in the idempotency records, the logs and the audit trail
+    event_type: str
+    queue: str | None  # its subscriber queue; None: whichever queue the event came from
+    accepted: tuple[int, ...]
+    run: Callable[..., str]
+    dead_letter_hook: Callable[[Any, Envelope, BaseException], None] | None
+    retry_hook: Callable[[Any, Envelope, BaseException], None] | None
+    options: dict  # Celery task options for its deliveries (time limits)
+
+
+# event type -> subscriber queue (None: any) -> its subscription
+_SUBSCRIPTIONS: dict[str, dict[str | None, Subscription]] = {}
+# event type -> the subscription of this worker's queues (`bind_worker_queues`, at worker start)
+_WORKER_SUBSCRIPTIONS: dict[str, Subscription] = {}
+# event type -> its dispatching task
+_DISPATCHERS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Which delivery of an event a subscriber is handling: for its activity records."""
+
+    attempt: int = 1
+    queue: str = ""
+    worker: str = ""
+
+
+def activity_record(envelope: Envelope, payload: Any, subscriber: str, delivery: Delivery, kind: str, *,
+                    duration_ms: float | None = None, error: str = "") -> None:
+    """Append what happened to this event in `subscriber` to its timeline (EventActivity)."""
+    # one plain INSERT (no ORM model building): this runs for every processed event, in the AI's hot path too
+    task_id = getattr(payload, "task_id", None)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EventActivity._meta.db_table} (event_id, event_type, correlation_id, task_id, subscriber,"
+            " queue, kind, attempt, duration_ms, error, worker, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, clock_timestamp())",  # not now(): the transaction's start, before the handler ran
+            [envelope.event_id, envelope.event_type, envelope.correlation_id or "",
+             task_id if isinstance(task_id, int) else None, subscriber, delivery.queue, kind, delivery.attempt,
+             duration_ms, error[:4000], delivery.worker],
+        )
+
+
+class NoSubscriber(PermanentError):
+    """The message reached a queue for which its event type has no handler here."""
+
+
+def subscriptions(event_type: str | None = None) -> list[Subscription]:
+    if event_type is None:
+        return [sub for by_queue in _SUBSCRIPTIONS.values() for sub in by_queue.values()]
+    return list(_SUBSCRIPTIONS.get(event_type, {}).values())
+
+
+def subscription_for(event_type: str, routing_key: str) -> Subscription:
+    """The subscription a copy of `event_type` with `routing_key` is for (see the module docstring)."""
+    by_queue = _SUBSCRIPTIONS.get(event_type, {})
+    queue = _DELAY_PREFIX.sub("", routing_key or "")
+    if queue in by_queue:
+        return by_queue[queue]
+    local = _WORKER_SUBSCRIPTIONS.get(event_type)
+    if local is not None:
+        return local
+    if None in by_queue:
+        return by_queue[None]
+    raise NoSubscriber(
+        f"no subscriber of {event_type} for routing key {routing_key!r} in this worker "
+        f"(subscriber queues: {', '.join(sorted(str(q) for q in by_queue)) or 'none'})"
+    )
+
+
+def check_worker_queues(queues: list[str] | set[str]) -> dict[str, Subscription]:
+    """The subscription of each event type among `queues`; ValueError when a worker would
+    consume two subscriber queues of one event type (it could not tell their copies apart)."""
+    chosen: dict[str, Subscription] = {}
+    problems = []
+    for event_type, by_queue in sorted(_SUBSCRIPTIONS.items()):
+        mine = [sub for queue, sub in by_queue.items() if queue is not None and queue in queues]
+        if len(mine) > 1:
+            problems.append(f"{event_type} ({', '.join(sorted(sub.queue for sub in mine))})")
+        elif mine:
+            chosen[event_type] = mine[0]
+    if problems:
+        raise ValueError(
+            "a worker consumes at most one subscriber queue per event type; these -Q queues share "
+            + "; ".join(problems) + ": run them in separate workers"
+        )
+    return chosen
+
+
+def bind_worker_queues(queues: list[str] | set[str]) -> None:
+    """At worker start: pick this worker's subscription per event type and give its
+    dispatcher that subscription's task options (time limits), which Celery reads per task."""
+    chosen = check_worker_queues(queues)
+    _WORKER_SUBSCRIPTIONS.clear()
+    _WORKER_SUBSCRIPTIONS.update(chosen)
+    from fitness.celery import app
+
+    for event_type, sub in chosen.items():
+        task = app.tasks.get(event_type)
+        for option, value in sub.options.items():
+            if task is not None:
+                setattr(task, option, value)
 
 
 class EventConsumerTask(Task):
@@ -73,19 +191,34 @@ class EventConsumerTask(Task):
     ignore_result = True
     typing = False  # the message shape is checked by the envelope, not by Celery
 
-    consumer_name: str = ""
-    accepted_versions: tuple[int, ...] = ()  # the schema versions of its event type it accepts
-    # Called with (event, envelope, exception) once the event is dead-lettered.
-    dead_letter_hook: Callable[[Any, Envelope, BaseException], None] | None = None
-    # Called with (event, envelope, exception) when an attempt failed and a retry is scheduled.
-    retry_hook: Callable[[Any, Envelope, BaseException], None] | None = None
+    def subscription(self, request=None) -> Subscription | None:
+        """The subscription of the message being processed (None: not one of ours)."""
+        request = request if request is not None else self.request
+        try:
+            return subscription_for(self.name, (request.delivery_info or {}).get("routing_key") or "")
+        except NoSubscriber:
+            return None
+
+    def subscription_of_queue(self, queue: str) -> Subscription | None:
+        """The subscription of this event type's copies in `queue` (e.g. a dead letter's), if any."""
+        try:
+            return subscription_for(self.name, queue)
+        except NoSubscriber:
+            return None
+
+    @property
+    def consumer_name(self) -> str:
+        sub = self.subscription()
+        return sub.consumer if sub else ""
 
     def signature_from_request(self, request=None, args=None, kwargs=None, queue=None, **options):
-        # A retry goes back to the queue the message came from. Celery would route it by
-        # the default queue (there is none, on purpose); by our topology's convention the
-        # routing key names the queue, once the delayed-delivery prefix is stripped.
+        # A retry goes back to the queue of the subscriber it failed for, with that queue's
+        # name for routing key (bound to that queue alone), never to the event type's key,
+        # which would give every subscriber a copy.
         if queue is None:
-            queue = self._work_queue(request if request is not None else self.request)
+            sub = self.subscription(request)
+            queue = sub.queue if sub and sub.queue else self._work_queue(
+                request if request is not None else self.request)
         return super().signature_from_request(request, args, kwargs, queue=queue, **options)
 
     def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None,
@@ -102,7 +235,8 @@ class EventConsumerTask(Task):
             self.__dict__.pop("override_max_retries", None)
 
     def _retry_policy(self) -> topology.RetryPolicy:
-        return topology.retry_policy(self._work_queue(self.request))
+        sub = self.subscription()
+        return topology.retry_policy(sub.queue if sub and sub.queue else self._work_queue(self.request))
 
     @staticmethod
     def _work_queue(request) -> str | None:
@@ -115,7 +249,27 @@ class EventConsumerTask(Task):
         body = body if isinstance(body, dict) else {}
         return log_fields(body.get("event_id"), body.get("event_type"), body.get("correlation_id"), self.consumer_name)
 
+    def delivery(self, sub: Subscription | None = None) -> Delivery:
+        sub = sub or self.subscription()
+        queue = (sub.queue if sub and sub.queue else None) or self._work_queue(self.request) or ""
+        return Delivery(attempt=(self.request.retries or 0) + 1, queue=queue, worker=self.request.hostname or "")
+
+    def _record_activity(self, kwargs, kind: str, exc: BaseException) -> None:
+        sub = self.subscription()
+        if sub is None:
+            return
+        try:
+            envelope, payload = parse_message((kwargs or {}).get("event"))
+        except PermanentError:
+            return  # not an event: the dead letters' history has it
+        try:
+            activity_record(envelope, payload, sub.consumer, self.delivery(sub), kind,
+                            error=f"{exc.__class__.__name__}: {exc}")
+        except Exception:
+            logger.exception("could not record the %s activity of %s", kind, self._event_fields(kwargs))
+
     def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+        self._record_activity(kwargs, EventActivity.Kind.RETRIED, exc)
         metrics.event_failed(self.name, self.consumer_name)
         policy = self._retry_policy()
         logger.warning(
@@ -123,9 +277,11 @@ class EventConsumerTask(Task):
             self.request.retries + 1, policy.max_retries + 1, policy.delay(self.request.retries),
             exc.__class__.__name__, exc, self._event_fields(kwargs),
         )
-        self._call_hook(self.retry_hook, "retry", kwargs, exc)
+        sub = self.subscription()
+        self._call_hook(sub.retry_hook if sub else None, "retry", kwargs, exc)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        self._record_activity(kwargs, EventActivity.Kind.DEAD_LETTERED, exc)
         metrics.event_dead_lettered(self.name, self.consumer_name)
         if isinstance(exc, PermanentError):
             reason = "permanent error, not retried"
@@ -136,7 +292,8 @@ class EventConsumerTask(Task):
             "dead-lettering (%s): %s: %s %s", reason, exc.__class__.__name__, exc, self._event_fields(kwargs)
         )
         self._record_failure(exc, task_id, reason)
-        self._call_hook(self.dead_letter_hook, "dead-letter", kwargs, exc)
+        sub = self.subscription()
+        self._call_hook(sub.dead_letter_hook if sub else None, "dead-letter", kwargs, exc)
 
     def _call_hook(self, hook, what: str, kwargs, exc: BaseException) -> None:
         if hook is None:
@@ -153,7 +310,8 @@ class EventConsumerTask(Task):
     def _record_failure(self, exc: BaseException, task_id: str, reason: str) -> None:
         # basic.reject cannot carry the error, so it goes to the dead letter's history in
         # PostgreSQL (before the message is rejected), where `manage.py dlq show` finds it.
-        queue = self._work_queue(self.request)
+        sub = self.subscription()
+        queue = sub.queue if sub and sub.queue else self._work_queue(self.request)
         if queue is None:
             return
         try:
@@ -200,6 +358,7 @@ def claim_event(consumer: str, envelope: Envelope) -> bool:
 def event_consumer(
     *contracts: type[Event],
     name: str,
+    queue: str | None = None,
     on_start: Callable[[Any, Envelope], None] | None = None,
     on_dead_letter: Callable[[Any, Envelope, BaseException], None] | None = None,
     on_retry: Callable[[Any, Envelope, BaseException], None] | None = None,
@@ -210,7 +369,9 @@ def event_consumer(
 
     `contracts` are the schema versions of one event type that this handler accepts;
     `name` identifies the consumer in the idempotency records and the logs (keep it
-    stable). `on_start(event, envelope)` runs and commits before the handler's
+    stable); `queue` is its subscriber queue (`fitness.topology.Subscriber`), which must
+    subscribe to the event type (None: the event type's one handler, whatever the queue).
+    `on_start(event, envelope)` runs and commits before the handler's
     transaction (e.g. to show "in progress"); it must be idempotent. `on_dead_letter(event,
     envelope, exc)` runs once the event is given up on (e.g. to mark its task failed), and
     `on_retry(event, envelope, exc)` after an attempt failed and its retry is scheduled (e.g.
@@ -230,10 +391,15 @@ def event_consumer(
         raise TypeError(f"one consumer handles one event type, got {sorted(event_types)}")
     (event_type,) = event_types
     accepted = {contract.schema_version for contract in contracts}
+    if queue is not None:
+        declared = [sub for sub in topology.WORK_QUEUES if sub.name == queue]
+        if not declared or event_type not in declared[0].events:
+            raise TypeError(f"{name}: queue {queue!r} is not a subscriber of {event_type} in fitness/topology.py")
 
     def decorator(handler: Handler) -> Task:
         @functools.wraps(handler)
-        def run(self: EventConsumerTask, event: Any = None, **unexpected: Any) -> str:
+        def run(event: Any = None, _delivery: Delivery | None = None, **unexpected: Any) -> str:
+            delivery = _delivery or Delivery()
             if unexpected:
                 raise PermanentError(f"unexpected message arguments: {sorted(unexpected)}")
             envelope, payload = parse_message(event)
@@ -252,33 +418,63 @@ def event_consumer(
                     with transaction.atomic():
                         if not claim_event(name, envelope):
                             logger.info("skipped: already processed %s", fields)
+                            activity_record(envelope, payload, name, delivery, EventActivity.Kind.SKIPPED)
                             return "duplicate"
                         handler(payload, envelope)
+                        duration_ms = (time.monotonic() - started) * 1000
+                        # in the handler's transaction: the record commits with the effects
+                        activity_record(envelope, payload, name, delivery, EventActivity.Kind.PROCESSED,
+                                        duration_ms=duration_ms)
                 else:
                     if already_processed(name, envelope):
                         logger.info("skipped: already processed %s", fields)
+                        activity_record(envelope, payload, name, delivery, EventActivity.Kind.SKIPPED)
                         return "duplicate"
                     handler(payload, envelope)
+                    duration_ms = (time.monotonic() - started) * 1000
                     with transaction.atomic():
                         claim_event(name, envelope)
-            duration_ms = (time.monotonic() - started) * 1000
+                        activity_record(envelope, payload, name, delivery, EventActivity.Kind.PROCESSED,
+                                        duration_ms=duration_ms)
             logger.info("processed in %.1f ms %s", duration_ms, fields,
                         extra={**context, "correlation_id": envelope.correlation_id,
                                "duration_ms": round(duration_ms, 1)})
             return "processed"
 
-        registered = _CONSUMERS.setdefault(event_type, name)
-        if registered != name:
-            raise TypeError(f"{event_type} already has the consumer {registered!r}; cannot add {name!r}")
-        return shared_task(
-            name=event_type,
-            base=EventConsumerTask,
-            bind=True,
-            consumer_name=name,
-            accepted_versions=tuple(sorted(accepted)),
-            dead_letter_hook=staticmethod(on_dead_letter) if on_dead_letter else None,
-            retry_hook=staticmethod(on_retry) if on_retry else None,
-            **task_options,
-        )(metrics.consumer_observed(event_type, name)(run))
+        by_queue = _SUBSCRIPTIONS.setdefault(event_type, {})
+        if queue in by_queue and by_queue[queue].consumer != name:
+            raise TypeError(f"{event_type} already has the subscriber {by_queue[queue].consumer!r} on queue "
+                            f"{queue!r}; cannot add {name!r}: declare a queue of its own")
+        by_queue[queue] = Subscription(
+            consumer=name, event_type=event_type, queue=queue, accepted=tuple(sorted(accepted)),
+            run=metrics.consumer_observed(event_type, name)(run),
+            dead_letter_hook=on_dead_letter, retry_hook=on_retry, options=dict(task_options),
+        )
+        return _dispatcher(event_type)
 
     return decorator
+
+
+def _dispatcher(event_type: str):
+    """The one Celery task of `event_type`: runs the subscription of the copy it received."""
+    if event_type not in _DISPATCHERS:
+        def dispatch(self: EventConsumerTask, event: Any = None, **unexpected: Any) -> str:
+            sub = subscription_for(event_type, (self.request.delivery_info or {}).get("routing_key") or "")
+            return sub.run(event, _delivery=self.delivery(sub), **unexpected)
+
+        dispatch.__name__ = dispatch.__qualname__ = f"dispatch_{event_type}"
+        _DISPATCHERS[event_type] = shared_task(name=event_type, base=EventConsumerTask, bind=True)(dispatch)
+    return _DISPATCHERS[event_type]
+
+
+@celeryd_after_setup.connect
+def _bind_worker(sender, instance, **_: object) -> None:
+    # In the worker's main process, before the pool forks. A worker that consumes two
+    # subscriber queues of one event type could not tell their copies apart: it does not start.
+    consume_from = instance.app.amqp.queues.consume_from
+    queues = set(consume_from or instance.app.amqp.queues)
+    try:
+        bind_worker_queues(queues)
+    except ValueError as exc:
+        print(f"worker not started: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -49,6 +49,25 @@ class TaskSubmittedEvent(Event):
     photo: str = Field(min_length=1, description="Storage name of the photo (Django storage API).")
 
 
+class TaskAnalyzedEvent(Event):
+    """The AI has read a task's photo and stored the reading (the owner confirms it next).
+
+    Subscribers: the audit trail and the push to the helper ("your photo of task 12 was read:
+    shirt, stained"), which the mobile app would otherwise poll for.
+    """
+
+    event_type = "TaskAnalyzedEvent"
+    schema_version = 1
+    producer = "ml"
+
+    task_id: int = Field(ge=1)
+    branch_id: int = Field(ge=1)
+    helper_id: int = Field(ge=1)
+    labels: Labels = Field(description='What the AI read, one label per label space, e.g. {"garment": "shirt"}.')
+    confidences: dict[str, float] = Field(description="The model's confidence in each label, 0..1.")
+    model_version: str = Field(min_length=1, description='The model version that read the photo, e.g. "v3".')
+
+
 class TaskConfirmedEventV1(Event):
     """Version 1 of TaskConfirmedEvent; still accepted while such messages may be in flight."""
 

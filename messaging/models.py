@@ -26,7 +26,9 @@ class OutboxMessage(models.Model):
     event_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=100)
     schema_version = models.PositiveSmallIntegerField()
-    queue = models.CharField(max_length=100, help_text="The work queue the event is routed to.")
+    queue = models.CharField(
+        max_length=100, help_text="The routing key it is published with: its event type (each subscriber gets a copy).",
+    )
     envelope = models.JSONField(help_text="The message body, exactly as published.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
@@ -171,3 +173,36 @@ class DeadLetter(models.Model):
         if self.purged_at and (self.replayed_at is None or self.purged_at >= self.replayed_at):
             return "purged"
         return "replayed" if self.replayed_at else "dead-lettered"
+
+
+class EventActivity(models.Model):
+    """What happened to one event in one subscriber: written by the consumer base
+    (`messaging.consumers`), append-only. With the outbox row, the audit log
+    (`audit.EventLogEntry`) and the dead letters' history it makes an event's timeline."""
+
+    class Kind(models.TextChoices):
+        PROCESSED = "processed"
+        SKIPPED = "skipped", "skipped (already processed)"
+        RETRIED = "retried", "failed, retried"
+        DEAD_LETTERED = "dead_lettered", "failed, dead-lettered"
+
+    event_id = models.UUIDField(db_index=True)
+    event_type = models.CharField(max_length=100)
+    correlation_id = models.CharField(max_length=200, blank=True, db_index=True)
+    task_id = models.PositiveIntegerField(null=True, blank=True, db_index=True,
+                                          help_text="The laundry task the event's payload names, if any.")
+    subscriber = models.CharField(max_length=200, help_text="The consumer's name.")
+    queue = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    attempt = models.PositiveIntegerField(default=1, help_text="1 for the first delivery, 2 for the first retry, …")
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="The worker (Celery hostname) that ran it.")
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name_plural = "event activities"
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} {self.kind} {self.event_type} {self.event_id}"

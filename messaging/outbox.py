@@ -66,7 +66,7 @@ def publish_event(event: Event, *, correlation_id: str | None = None) -> OutboxM
         event_id=envelope.event_id,
         event_type=envelope.event_type,
         schema_version=envelope.schema_version,
-        queue=topology.queue_for_event(envelope.event_type),
+        queue=topology.routing_key_for_event(envelope.event_type),  # the routing key: the event type
         envelope=body,
         created_at=timezone.now(),
     )

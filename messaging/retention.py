@@ -176,7 +176,7 @@ def prune_all(
 
 # --- messaging's own tables ----------------------------------------------------------------
 def _register_messaging_tables() -> None:
-    from messaging.models import DeadLetter, OutboxMessage, ProcessedEvent
+    from messaging.models import DeadLetter, EventActivity, OutboxMessage, ProcessedEvent
 
     register(PruneTarget(
         name="processed-events", model=ProcessedEvent, retention_setting="PROCESSED_EVENT_RETENTION_DAYS",
@@ -203,6 +203,11 @@ def _register_messaging_tables() -> None:
         name="outbox", model=OutboxMessage, retention_setting="OUTBOX_RETENTION_DAYS",
         time_field="published_at",
         description="published outbox rows (unpublished ones never go)",
+    ))
+    register(PruneTarget(
+        name="event-activities", model=EventActivity, retention_setting="EVENT_ACTIVITY_RETENTION_DAYS",
+        time_field="at",
+        description="what each subscriber did with each event (the timelines' attempts)",
     ))
 
 

@@ -21,8 +21,9 @@ from celery.signals import worker_init, worker_process_init
 from django.core.files.storage import default_storage
 
 from messaging.consumers import event_consumer
-from messaging.contracts import TaskConfirmedEvent, TaskConfirmedEventV1, TaskSubmittedEvent
+from messaging.contracts import TaskAnalyzedEvent, TaskConfirmedEvent, TaskConfirmedEventV1, TaskSubmittedEvent
 from messaging.errors import PermanentError
+from messaging.outbox import publish_event
 from ml.retraining import retrain_if_due
 from ml.training_data import training_sample_record
 from observability import metrics
@@ -61,6 +62,7 @@ def load_photo(name: str) -> bytes:
 @event_consumer(
     TaskSubmittedEvent,
     name="ml.read_task_photo",
+    queue="task.submitted",
     on_retry=_mark_analyzing,
     on_dead_letter=_mark_failed,
     soft_time_limit=30,
@@ -90,6 +92,11 @@ def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
         model_version=prediction.model_version,
         inference_ms=prediction.inference_ms,
     )
+    # in the reading's transaction: its subscribers (the audit trail, the helper's push) hear of it
+    publish_event(TaskAnalyzedEvent(
+        task_id=event.task_id, branch_id=event.branch_id, helper_id=event.helper_id, labels=prediction.labels,
+        confidences=prediction.confidences, model_version=prediction.model_version,
+    ))
     # task_id, event_id and correlation_id come with the consumer's log context
     logger.info(
         "task %s read as %s by model %s in %.0f ms", event.task_id,
@@ -103,6 +110,7 @@ def read_task_photo(event: TaskSubmittedEvent, envelope) -> None:
     TaskConfirmedEventV1,
     TaskConfirmedEvent,
     name="ml.record_training_sample",
+    queue="task.confirmed",
     soft_time_limit=30,
     time_limit=60,
 )

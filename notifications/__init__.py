@@ -1,4 +1,5 @@
 """Push notifications to owners and customers (firebase-admin, or the in-app inbox).
 
-A consumer of EquipmentFaultEvent and BranchPreferenceCreatedEvent (worker-alerts, worker-notify).
+A subscriber of EquipmentFaultEvent (worker-alerts), BranchPreferenceCreatedEvent and
+TaskAnalyzedEvent (worker-notify).
 """

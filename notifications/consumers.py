@@ -1,5 +1,7 @@
-"""The notification consumers: fault alerts (`equipment.fault`, the `worker-alerts` pool) and
-recommendations (`preference.created`, the `worker-notify` pool).
+"""The notification consumers: fault alerts (`equipment.fault`, the `worker-alerts` pool),
+recommendations (`preference.created`) and the helper's "your photo was read" push
+(`task.analyzed.push`, a subscriber of TaskAnalyzedEvent beside the audit trail), both in the
+`worker-notify` pool.
 
 Pushes leave the system, so no database rollback can take them back: both consumers are
 `atomic=False`. Each batch of push records is committed as it goes, before the event is
@@ -18,7 +20,7 @@ from celery.signals import celeryd_after_setup, worker_process_init
 
 from branches.selectors import customer_ids_matching_offer, offer_get
 from messaging.consumers import event_consumer
-from messaging.contracts import BranchPreferenceCreatedEvent, EquipmentFaultEvent
+from messaging.contracts import BranchPreferenceCreatedEvent, EquipmentFaultEvent, TaskAnalyzedEvent
 from messaging.errors import PermanentError, TransientError
 from monitoring.selectors import fault_alert_target
 from notifications.backends import push_backend
@@ -28,7 +30,7 @@ from observability import metrics
 
 logger = logging.getLogger(__name__)
 
-PUSH_QUEUES = {"equipment.fault", "preference.created"}
+PUSH_QUEUES = {"equipment.fault", "preference.created", "task.analyzed.push"}
 
 
 def fault_key(event: EquipmentFaultEvent) -> str:
@@ -52,6 +54,7 @@ def _abandon_fault_alert(event: EquipmentFaultEvent, envelope, exc: BaseExceptio
 @event_consumer(
     EquipmentFaultEvent,
     name="notifications.send_fault_alert",
+    queue="equipment.fault",
     on_dead_letter=_abandon_fault_alert,
     atomic=False,
     soft_time_limit=20,
@@ -89,6 +92,7 @@ def _abandon_recommendations(event: BranchPreferenceCreatedEvent, envelope, exc:
 @event_consumer(
     BranchPreferenceCreatedEvent,
     name="notifications.send_recommendations",
+    queue="preference.created",
     on_dead_letter=_abandon_recommendations,
     atomic=False,
 )
@@ -109,6 +113,40 @@ def send_recommendations(event: BranchPreferenceCreatedEvent, envelope) -> None:
     )
     logger.info("offer %s recommended to %s customer(s): %s pushed", offer.pk, report.notifications, report.sent)
     _retry_if_pending(report, f"offer {event.offer_id}")
+
+
+def analyzed_key(event: TaskAnalyzedEvent) -> str:
+    return f"task_analyzed:{event.task_id}"
+
+
+def _abandon_analyzed_push(event: TaskAnalyzedEvent, envelope, exc: BaseException) -> None:
+    push_abandon(key=analyzed_key(event), reason=f"retries exhausted: {exc}")
+
+
+@event_consumer(
+    TaskAnalyzedEvent,
+    name="notifications.send_task_analyzed",
+    queue="task.analyzed.push",
+    on_dead_letter=_abandon_analyzed_push,
+    atomic=False,
+    soft_time_limit=20,
+    time_limit=30,
+)
+def send_task_analyzed(event: TaskAnalyzedEvent, envelope) -> None:
+    """Tell the helper who took the photo what the AI read ("your photo of task 12 was read: shirt, stained")."""
+    read = ", ".join(event.labels[head] for head in ("garment", "condition") if head in event.labels) or \
+        ", ".join(event.labels.values())
+    report = notification_dispatch(
+        kind=Notification.Kind.TASK_ANALYZED,
+        key=analyzed_key(event),
+        event_id=envelope.event_id,
+        recipient_ids=[event.helper_id],
+        title=f"Task {event.task_id} read",
+        body=f"Your photo of task {event.task_id} was read: {read}",
+        data={"task_id": event.task_id, "branch_id": event.branch_id, "labels": event.labels,
+              "model_version": event.model_version},
+    )
+    _retry_if_pending(report, f"task {event.task_id}'s reading")
 
 
 _consumes_push_queues = False

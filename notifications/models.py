@@ -37,6 +37,7 @@ class Notification(models.Model):
     class Kind(models.TextChoices):
         EQUIPMENT_FAULT = "equipment_fault"
         RECOMMENDATION = "recommendation"
+        TASK_ANALYZED = "task_analyzed"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending (push not yet accepted)"

@@ -33,7 +33,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from fitness.topology import EVENT_ROUTES
+from fitness.topology import EVENT_TYPES
 
 # prometheus-client picks its value class (in-process or multiprocess files) when it is first
 # imported, from PROMETHEUS_MULTIPROC_DIR. The project package sets that variable first thing
@@ -117,7 +117,7 @@ ALERT_SEVERITIES = ("info", "warning", "critical")  # monitoring.models.Fault.Se
 
 
 def _initialize_known_labels() -> None:
-    for event_type in EVENT_ROUTES:
+    for event_type in EVENT_TYPES:
         for via in PUBLISHED_VIA:
             EVENTS_PUBLISHED.labels(event_type=event_type, via=via)
             EVENTS_PUBLISH_FAILED.labels(event_type=event_type, via=via)

@@ -167,11 +167,12 @@ def broker_url():
 
 @pytest.fixture
 def route_events(monkeypatch):
-    """Route events to another work queue for one test (the probe events to task.submitted)."""
+    """Publish events straight to one work queue for one test (the probe events to
+    task.submitted): with that queue's name for routing key instead of the event type."""
     from fitness import topology
 
     def route(event_type: str, queue: str) -> None:
-        monkeypatch.setitem(topology.EVENT_ROUTES, event_type, queue)
+        monkeypatch.setitem(topology.ROUTING_KEY_OVERRIDES, event_type, queue)
 
     route("ProbeRecordedEvent", "task.submitted")
     route("ProbeFailingEvent", "task.submitted")

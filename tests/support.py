@@ -129,12 +129,12 @@ class WorkerProcess(ChildProcess):
     """A real `celery worker` subprocess consuming some queues of the test vhost."""
 
     def __init__(self, queues: list[str], *, name: str, concurrency: int = 1, pool: str = "prefork", log_dir: Path,
-                 **env: str | None):
+                 app: str = "fitness", **env: str | None):
         self.queues = queues
         self.concurrency = concurrency
         super().__init__(
             [
-                sys.executable, "-m", "celery", "-A", "fitness", "worker",
+                sys.executable, "-m", "celery", "-A", app, "worker",
                 "-Q", ",".join(queues), "-n", f"{name}@%h",
                 "--concurrency", str(concurrency), "--pool", pool,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",

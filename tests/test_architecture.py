@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support import ROOT
 
 PRODUCER_PACKAGES = ["fitness", "messaging", "tasks", "branches", "monitoring"]
-CONSUMER_PACKAGES = {"ml", "notifications"}
+CONSUMER_PACKAGES = {"ml", "notifications", "audit"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -96,16 +96,19 @@ class WorkerDied(Exception):
 
 
 def _run_dead_letter_hook(message: DeadLetterMessage, row: DeadLetter) -> bool:
-    """Call the consumer's `on_dead_letter` hook, found by the event's task name."""
+    """Call the `on_dead_letter` hook of the subscriber whose queue the dead letter came from,
+    found by the event's task name (the dispatcher of its event type) and that queue."""
     task = _consumer_task(message.event_type)
-    hook = getattr(task, "dead_letter_hook", None)
+    of_queue = getattr(task, "subscription_of_queue", None)
+    subscription = of_queue(message.queue) if of_queue is not None else None
+    hook = subscription.dead_letter_hook if subscription is not None else None
     if hook is None or message.envelope is None:
         return False
     try:
         envelope, payload = parse_message(message.envelope)
     except PermanentError:
         return False
-    row.consumer = row.consumer or getattr(task, "consumer_name", "")
+    row.consumer = row.consumer or subscription.consumer
     try:
         with transaction.atomic():
             hook(payload, envelope, WorkerDied(worker_died_error(message)))

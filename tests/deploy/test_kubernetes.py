@@ -151,12 +151,13 @@ def test_every_worker_pool_and_the_web_have_a_disruption_budget():
     budgets = {
         d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in of_kind("PodDisruptionBudget").values()
     }
-    assert {"web", "worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "fitness-rabbitmq"} <= budgets
+    assert {"web", "worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "worker-audit",
+            "fitness-rabbitmq"} <= budgets
 
 
 def test_keda_scales_each_worker_pool_on_its_queue_over_http():
     scaled = of_kind("ScaledObject")
-    assert set(scaled) == {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify"}
+    assert set(scaled) == {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "worker-audit"}
     for name, item in scaled.items():
         assert item["apiVersion"] == "keda.sh/v1alpha1"
         assert item["spec"]["scaleTargetRef"]["name"] == name
@@ -326,7 +327,8 @@ def test_only_prometheus_reaches_the_exporter_ports():
     exporter_port = int(of_kind("ConfigMap")["fitness-config"]["data"]["METRICS_EXPORTER_PORT"])
     exporting = {name: doc for name, doc in of_kind("Deployment").items()
                  if {"name": "metrics", "containerPort": exporter_port} in container(doc).get("ports", [])}
-    assert {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "relay", "dead-letters"} <= set(exporting)
+    assert {"worker-ai", "worker-mlops", "worker-alerts", "worker-notify", "worker-audit", "relay",
+            "dead-letters"} <= set(exporting)
     for name in exporting:
         peers = allowed_sources(pod_labels()[name], exporter_port)
         assert peers and all(is_peer(p, namespace=PROMETHEUS[0], pod=PROMETHEUS[1]) for p in peers), name
@@ -372,6 +374,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
     "worker-mlops": DATABASE | _rabbitmq("worker-mlops") | S3,
     "worker-alerts": DATABASE | _rabbitmq("worker-alerts") | FCM,
     "worker-notify": DATABASE | _rabbitmq("worker-notify") | FCM,
+    "worker-audit": DATABASE | _rabbitmq("worker-audit"),
     "relay": DATABASE | _rabbitmq("relay"),
     "beat": DATABASE | _rabbitmq("beat"),
     "dead-letters": DATABASE | _rabbitmq("dead-letters"),

@@ -14,18 +14,23 @@ PRODUCT_CONTRACTS = [
     contracts.TaskConfirmedEvent,
     contracts.EquipmentFaultEvent,
     contracts.BranchPreferenceCreatedEvent,
+    contracts.TaskAnalyzedEvent,
 ]
 
 
 @pytest.mark.parametrize("contract", PRODUCT_CONTRACTS, ids=lambda c: c.event_type)
-def test_every_product_event_is_registered_and_routed_to_a_work_queue(contract):
+def test_every_product_event_is_registered_and_has_subscribers_and_the_audit_trail(contract):
     assert contract_for(contract.event_type, contract.schema_version) is contract
-    assert topology.queue_for_event(contract.event_type) in topology.queue_names()
+    assert topology.routing_key_for_event(contract.event_type) == contract.event_type
+    subscribers = {queue.name for queue in topology.subscribers_of(contract.event_type)}
+    assert topology.AUDIT_QUEUE in subscribers and len(subscribers) >= 2, subscribers
 
 
-def test_every_routed_event_has_a_contract():
-    registered = {c.event_type for c in registered_contracts()}
-    assert set(topology.EVENT_ROUTES) <= registered
+def test_the_topologys_event_types_are_exactly_the_published_contracts():
+    published = {c.event_type for c in registered_contracts() if c.__module__ == contracts.__name__}
+    assert set(topology.EVENT_TYPES) == published
+    for queue in topology.WORK_QUEUES:
+        assert set(queue.events) <= published, queue.name
 
 
 def test_an_envelope_survives_the_json_round_trip():

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 
 from messaging.correlation import correlation_scope
 from messaging.models import OutboxMessage
-from messaging.outbox import OUTBOX_CHANNEL, publish_event
+from messaging.outbox import OUTBOX_CHANNEL, publish_event, publish_pending
 from tests.probe.events import ProbeRecordedEvent
 from tests.probe.models import ProbeEffect
 from tests.support import drain_queue, queue_depth, wait_for
@@ -105,12 +105,16 @@ def test_the_commit_notifies_the_relays_once_and_a_rollback_not_at_all(route_eve
         listener.close()
 
 
-def test_an_event_without_a_route_is_refused_before_anything_is_written():
-    from fitness.topology import UnknownRoute
-
+def test_an_event_nobody_subscribes_to_stays_in_the_outbox_refused_by_rabbitmq():
+    # The producer knows no subscriber: the relay publishes with the event type for routing
+    # key, and RabbitMQ's mandatory return says that no queue is bound for it.
     class UnroutedEvent(ProbeRecordedEvent):
         event_type = "UnroutedEvent"
 
-    with pytest.raises(UnknownRoute):
-        publish_event(UnroutedEvent(label="nowhere"))
-    assert OutboxMessage.objects.count() == 0
+    with transaction.atomic():
+        message = publish_event(UnroutedEvent(label="nowhere"))
+    publish_pending(ids=[message.pk])
+
+    row = OutboxMessage.objects.get(pk=message.pk)
+    assert (row.queue, row.published_at, row.refusals) == ("UnroutedEvent", None, 1)
+    assert "no queue is bound for routing key 'UnroutedEvent'" in row.last_error

@@ -91,8 +91,30 @@ def test_help_lists_every_table_with_its_setting():
         ("processed-events", "PROCESSED_EVENT_RETENTION_DAYS"), ("telemetry", "TELEMETRY_RETENTION_DAYS"),
         ("notifications", "NOTIFICATION_RETENTION_DAYS"), ("push-deliveries", "PUSH_DELIVERY_RETENTION_DAYS"),
         ("dead-letters", "DEAD_LETTER_RETENTION_DAYS"), ("outbox", "OUTBOX_RETENTION_DAYS"),
+        ("event-log", "EVENT_LOG_RETENTION_DAYS"), ("event-activities", "EVENT_ACTIVITY_RETENTION_DAYS"),
     ]:
         assert table in text and setting in text
+
+
+def test_the_audit_trail_goes_by_when_it_was_recorded():
+    from audit.models import EventLogEntry
+    from messaging.models import EventActivity
+
+    now = timezone.now()
+    for age in (91, 89):
+        entry = EventLogEntry.objects.create(
+            event_id=uuid.uuid4(), event_type="TaskSubmittedEvent", schema_version=1, producer="tasks",
+            occurred_at=now - age * DAY, payload={},
+        )
+        EventLogEntry.objects.filter(pk=entry.pk).update(recorded_at=now - age * DAY)
+        EventActivity.objects.create(event_id=entry.event_id, event_type="TaskSubmittedEvent", subscriber="audit",
+                                     kind="processed", at=now - age * DAY)
+
+    results = {result.table: result.deleted for result in prune_all(tables=["event-log", "event-activities"])}
+
+    assert results == {"event-log": 1, "event-activities": 1}
+    assert EventLogEntry.objects.get().recorded_at > now - 90 * DAY
+    assert EventActivity.objects.get().at > now - 90 * DAY
 
 
 def test_telemetry_goes_by_when_it_was_received():

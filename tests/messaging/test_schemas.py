@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 
 from fitness.celery import app as celery_app
 from messaging import contracts
-from messaging.consumers import EventConsumerTask
+from messaging.consumers import EventConsumerTask, subscriptions
 from messaging.schemas import SCHEMA_DIR, differences, load_schema, published_contracts, schema_document
 
 
@@ -32,10 +32,11 @@ def test_every_schema_is_a_valid_json_schema_that_names_its_event(contract):
 def test_every_version_a_consumer_accepts_has_a_schema():
     celery_app.loader.import_default_modules()
     consumed = {
-        (task.name, version)
+        (sub.event_type, version)
         for task in celery_app.tasks.values()
         if isinstance(task, EventConsumerTask)
-        for version in getattr(task, "accepted_versions", ())
+        for sub in subscriptions(task.name)
+        for version in sub.accepted
     }
     published = {(c.event_type, c.schema_version) for c in published_contracts()}
     assert ("TaskConfirmedEvent", 1) in consumed and ("TaskConfirmedEvent", 2) in consumed

@@ -96,6 +96,27 @@ def test_every_dead_letter_is_also_routed_to_the_archive_queue(broker_vhost):
         assert ("fitness.dead-letter", topology.DEAD_LETTER_ARCHIVE_QUEUE, work.name) in bindings
 
 
+def test_each_subscriber_queue_is_bound_with_its_event_types_and_its_own_name(broker_vhost):
+    out = subprocess.run(
+        [shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", "list_bindings", "-p", broker_vhost, "--formatter",
+         "json", "source_name", "destination_name", "routing_key"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    bindings = {(b["source_name"], b["destination_name"], b["routing_key"]) for b in json.loads(out)}
+    to_events = {(queue, key) for source, queue, key in bindings if source == "fitness.events"}
+
+    for work in topology.WORK_QUEUES:
+        for event_type in work.events:
+            assert (work.name, event_type) in to_events
+        # its own name (retries, replays) through the delayed-delivery pattern, which matches it exactly
+        assert (work.name, f"#.{work.name}") in to_events
+    audited = {key for queue, key in to_events
+               if queue == topology.AUDIT_QUEUE and not key.startswith("#") and key != topology.AUDIT_QUEUE}
+    assert audited == set(topology.EVENT_TYPES)
+    # an event type's key reaches its subscribers only, never a queue through its own-name binding
+    assert {queue for queue, key in to_events if key == "TaskSubmittedEvent"} == {"task.submitted", "audit"}
+
+
 def test_dead_letter_and_archive_queues_have_no_delivery_limit_on_either_major_version(broker_vhost):
     # 3.x: none unless given (and -1 would mean "drop on the first return"); 4.x: -1 says none
     assert topology.holding_queue_arguments(3) == {"x-queue-type": "quorum"}
@@ -124,7 +145,8 @@ def test_after_an_upgrade_to_rabbitmq_4_setup_broker_reports_old_dead_letter_que
         call_command("setup_broker")  # no crash: every old queue kept, reported in one line each
 
         captured = capsys.readouterr()
-        assert "RabbitMQ topology ready" in captured.out and "(6 not up to date, see above)" in captured.out
+        assert "RabbitMQ topology ready" in captured.out
+        assert f"({len(holding)} not up to date, see above)" in captured.out
         problems = [line for line in captured.err.splitlines() if "not up to date" in line]
         assert len(problems) == len(holding) and all("drops a dead letter returned 20 times" in p for p in problems)
         assert any("equipment.fault.dlq" in p and "holds 1 message(s): replay or purge them" in p for p in problems)

@@ -1,7 +1,9 @@
 import os
 import time
 
+from fitness import topology
 from messaging.consumers import event_consumer
+from messaging.contracts import TaskSubmittedEvent
 from messaging.errors import PermanentError, TransientError
 from tests.probe.events import (
     ProbeCrashEvent,
@@ -11,6 +13,7 @@ from tests.probe.events import (
     ProbeRecordedEvent,
     ProbeSlowEvent,
 )
+from tests.probe.late import LATE_QUEUE
 from tests.probe.models import ProbeEffect
 
 
@@ -61,3 +64,14 @@ def external_probe(event: ProbeExternalEvent, envelope) -> None:
     # like a push: outside any transaction, its own record committed at once
     ProbeEffect.objects.create(label=f"{event.label}:in_atomic={connection.in_atomic_block}",
                                event_id=envelope.event_id)
+
+
+if LATE_QUEUE in topology.queue_names():  # in the worker of tests/late_subscriber.py only
+
+    @event_consumer(TaskSubmittedEvent, name="tests.late_subscriber", queue=LATE_QUEUE)
+    def late_subscriber(event: TaskSubmittedEvent, envelope) -> None:
+        failing = os.environ.get("LATE_SUBSCRIBER_FAILS_FOR", "")
+        if failing and os.path.exists(failing):
+            raise PermanentError(f"the late subscriber cannot handle task {event.task_id}")
+        ProbeEffect.objects.create(label=f"late:{event.task_id}", event_id=envelope.event_id,
+                                   correlation_id=envelope.correlation_id or "")

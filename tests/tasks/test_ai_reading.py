@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
 from messaging.contracts import TaskSubmittedEvent
-from messaging.models import ProcessedEvent
+from messaging.models import OutboxMessage, ProcessedEvent
 from messaging.outbox import publish_event
 from ml.labels import LABEL_SPACES
 from ml.models import ModelVersion
@@ -55,6 +55,15 @@ def test_an_uploaded_photo_is_read_by_the_ai_worker(probe_worker, active_model):
         assert 0 <= reading["confidences"][head] <= 1
     assert reading["model_version"] == active_model.version
     assert reading["inference_ms"] > 0
+    # in the reading's transaction, the AI published what it read, for its subscribers (audit, the helper's push)
+    analyzed = OutboxMessage.objects.get(event_type="TaskAnalyzedEvent")
+    assert analyzed.queue == "TaskAnalyzedEvent"  # the routing key: the event type
+    assert analyzed.envelope["payload"] == {
+        "task_id": body["id"], "branch_id": helper.helper.branch_id, "helper_id": helper.pk,
+        "labels": reading["labels"], "confidences": reading["confidences"], "model_version": active_model.version,
+    }
+    submitted = OutboxMessage.objects.get(event_type="TaskSubmittedEvent")
+    assert analyzed.envelope["correlation_id"] == submitted.envelope["correlation_id"]
 
 
 def submit_directly(photo_name: str) -> tuple[LaundryTask, object]:

@@ -32,9 +32,10 @@ class Command(BaseCommand):
             self.stdout.write(f"exchanges: {topology.EVENTS_EXCHANGE.name} (topic), "
                               f"{topology.DEAD_LETTER_EXCHANGE.name} (direct)")
             for queue in topology.WORK_QUEUES:
+                keys = ", ".join((*queue.events, queue.name))
                 self.stdout.write(
                     f"queue {queue.name:<20} -> {queue.dead_letter_queue_name:<24} "
-                    f"consumed by {queue.process:<14} {queue.arguments}"
+                    f"consumed by {queue.process:<14} keys {keys}; {queue.arguments}"
                 )
             self.stdout.write(
                 f"dead-letter and archive queues: {topology.holding_queue_arguments(3)} on RabbitMQ 3.x, "
