@@ -104,12 +104,16 @@ class Scenario:
         from django.db import transaction
 
         from messaging.contracts import TaskSubmittedEvent
-        from messaging.outbox import publish_event
+        from messaging.outbox import publish_event, relay_outbox
 
         with transaction.atomic():
             for task_id in task_ids:
                 publish_event(TaskSubmittedEvent(task_id=task_id, branch_id=self.branch.pk, helper_id=self.user.pk,
                                                  photo=self.photo_name))
+        # the relay's work, done here and now: every scenario starts with the events in the queue
+        report = relay_outbox(batch_size=500)
+        if report.failed or report.published != len(task_ids):
+            raise RuntimeError(f"published {report.published} of {len(task_ids)} events: {report.error}")
 
     @staticmethod
     def read(task_ids: list[int]) -> int:
