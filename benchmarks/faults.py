@@ -111,9 +111,10 @@ class Scenario:
                 publish_event(TaskSubmittedEvent(task_id=task_id, branch_id=self.branch.pk, helper_id=self.user.pk,
                                                  photo=self.photo_name))
         # the relay's work, done here and now: every scenario starts with the events in the queue
+        # (with the TaskAnalyzedEvents of an earlier scenario's readings, which go out too)
         report = relay_outbox(batch_size=500)
-        if report.failed or report.published != len(task_ids):
-            raise RuntimeError(f"published {report.published} of {len(task_ids)} events: {report.error}")
+        if report.failed or report.published < len(task_ids):
+            raise RuntimeError(f"published {report.published} events for {len(task_ids)} tasks: {report.error}")
 
     @staticmethod
     def read(task_ids: list[int]) -> int:
