@@ -51,8 +51,13 @@ def available() -> str | None:
     return None
 
 
-def free_port(low: int = 30000, high: int = 44000) -> int:
-    """A TCP port free on 127.0.0.1 now (the CLI tools use dist port + 10000, so stay low)."""
+def free_port(low: int = 20000, high: int = 32700) -> int:
+    """A TCP port free on 127.0.0.1 now, below Linux's ephemeral range (32768-60999).
+
+    A port is chosen now and bound later (a node, a gunicorn after its set-up); a port of the
+    ephemeral range may meanwhile become the local port of some outgoing connection, and the
+    bind fails with "Address already in use" (seen in the smoke run, which starts every
+    benchmark at once). The CLI tools use dist port + 10000, which stays below 65535."""
     for _ in range(200):
         port = secrets.randbelow(high - low) + low
         with socket.socket() as sock:
