@@ -22,7 +22,8 @@ def test_publishing_an_offer_snapshots_the_profile_and_publishes_its_event():
     assert (offer.price_level, offer.dry_cleaning, offer.open_24_hours, offer.eco_detergents) == (1, True, False, True)
     assert (offer.latitude, offer.longitude, offer.published_by) == (37.5, 127.0, branch.owner)
     message = OutboxMessage.objects.get()
-    assert (message.event_type, message.queue) == ("BranchPreferenceCreatedEvent", "preference.created")
+    # published under its type, the routing key every subscriber queue is bound with
+    assert (message.event_type, message.queue) == ("BranchPreferenceCreatedEvent", "BranchPreferenceCreatedEvent")
     assert message.envelope["producer"] == "branches"
     assert message.envelope["payload"] == {"branch_id": branch.pk, "offer_id": offer.pk}
 

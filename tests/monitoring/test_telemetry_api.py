@@ -60,7 +60,7 @@ def test_an_error_code_opens_a_fault_and_publishes_its_event_in_the_same_transac
         "severity": "critical", "message": "Drain failure: the water does not drain",
         "detected_at": at.isoformat().replace("+00:00", "Z"),
     }
-    assert OutboxMessage.objects.get().queue == "equipment.fault"
+    assert OutboxMessage.objects.get().queue == "EquipmentFaultEvent"  # the routing key: the event type
 
 
 def test_a_list_of_buffered_readings_is_accepted_and_the_first_tripping_reading_dates_the_fault(client):
