@@ -14,12 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from knox.crypto import hash_token
 from knox.models import AuthToken
-from knox.settings import knox_settings
+from knox.settings import CONSTANTS, knox_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.api import TokenObtainView
+from accounts.authentication import tokens_with_user_and_branch
 from accounts.services import token_issue
+from branches.selectors import helper_branch
 from tasks.models import LaundryTask
 from tests import factories
 
@@ -244,3 +246,33 @@ def test_the_retention_prune_deletes_tokens_some_days_after_they_expired(setting
     assert result.deleted == 1
     assert sorted(round((timezone.now() - e).total_seconds() / 86400) for e in
                   AuthToken.objects.values_list("expiry", flat=True)) == [-1, 6]
+
+
+@pytest.mark.parametrize("kind", ["helper", "owner"])
+def test_the_one_statement_loads_the_same_token_user_helper_and_branch_as_the_orm(kind):
+    user = factories.helper() if kind == "helper" else factories.branch().owner
+    key = factories.api_token(user)
+
+    (token,) = tokens_with_user_and_branch(key[: CONSTANTS.TOKEN_KEY_LENGTH])
+    expected = AuthToken.objects.select_related("user", "user__helper__branch").get(digest=hash_token(key))
+
+    def fields(instance):
+        return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+    with CaptureQueriesContext(connection) as captured:
+        assert fields(token) == fields(expected) and fields(token.user) == fields(expected.user)
+        assert not token._state.adding and token._state.db == "default"
+        if kind == "helper":
+            assert fields(token.user.helper) == fields(expected.user.helper)
+            assert fields(token.user.helper.branch) == fields(expected.user.helper.branch)
+            assert token.user.helper.user is token.user
+        assert helper_branch(user=token.user) == (user.helper.branch if kind == "helper" else None)
+    assert captured.captured_queries == [], "everything came with the one statement"
+
+
+def test_an_expired_or_unknown_key_loads_nothing():
+    key = factories.api_token(factories.helper())
+    AuthToken.objects.update(expiry=timezone.now() - timedelta(seconds=1))
+
+    assert tokens_with_user_and_branch(key[: CONSTANTS.TOKEN_KEY_LENGTH]) == []
+    assert tokens_with_user_and_branch("0" * CONSTANTS.TOKEN_KEY_LENGTH) == []
