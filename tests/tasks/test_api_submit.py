@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from messaging.models import OutboxMessage
+from tasks.api import TaskAcceptedSerializer
 from tasks.models import LaundryTask
 from tests import factories
 from tests.support import drain_queue, queue_depth, wait_for
@@ -55,6 +56,7 @@ def test_a_helper_registers_a_task_and_gets_202_at_once(client, helper):
     assert set(body) == {"id", "url", "status", "created_at"}
     assert body["id"] == task.pk and body["status"] == "submitted"
     assert body["url"] == f"http://testserver/api/v1/tasks/{task.pk}/" == response["Location"]
+    assert body == TaskAcceptedSerializer(task, context={"request": response.wsgi_request}).data, "as documented"
     assert task.note == "two shirts" and task.photo_content_type == "image/jpeg"
     assert task.helper == helper and task.branch == helper.helper.branch
     (event,) = OutboxMessage.objects.all()
