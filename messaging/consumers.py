@@ -10,7 +10,12 @@ What the decorator gives every handler, so that no handler repeats it:
   unknown event type/version is dead-lettered at once (retrying cannot fix it);
 * idempotency: the handler runs in a database transaction that also records
   (consumer, event_id); a redelivered event whose record exists is skipped, and one whose
-  earlier attempt failed finds no record and no half-done effects;
+  earlier attempt failed finds no record and no half-done effects. The record is written
+  at the end, in one statement with the activity row (`claim_and_record`): a copy that
+  RabbitMQ marks redelivered, or a retry, is looked up first and skipped without running the
+  handler; any other copy that finds the record taken at the end (a second publish of the
+  same event) rolls its effects back and is skipped. So the usual first delivery costs one
+  statement for both records, not two;
 * retries: any exception except a PermanentError retries by the retry policy of the queue
   the message came from (`fitness.topology`, `WorkQueue.retries`: 1 s, 2 s and 4 s for most,
   longer for fault alerts; no jitter) and the final failure is rejected, so RabbitMQ
@@ -98,22 +103,59 @@ class Delivery:
     attempt: int = 1
     queue: str = ""
     worker: str = ""
+    # RabbitMQ delivered this copy before (a worker died holding it), or it is a retry:
+    # an earlier attempt may have committed, so the idempotency record is looked up first
+    redelivered: bool = False
+
+
+_ACTIVITY_COLUMNS = (
+    f"{EventActivity._meta.db_table} (event_id, event_type, correlation_id, task_id, subscriber, queue, kind,"
+    " attempt, duration_ms, error, worker, at)"
+)
+# not now(): that is the transaction's start, before the handler ran
+_ACTIVITY_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp()"
+
+
+def _activity_params(envelope: Envelope, payload: Any, subscriber: str, delivery: Delivery, kind: str,
+                     duration_ms: float | None, error: str) -> list:
+    task_id = getattr(payload, "task_id", None)
+    return [envelope.event_id, envelope.event_type, envelope.correlation_id or "",
+            task_id if isinstance(task_id, int) else None, subscriber, delivery.queue, kind, delivery.attempt,
+            duration_ms, error[:4000], delivery.worker]
 
 
 def activity_record(envelope: Envelope, payload: Any, subscriber: str, delivery: Delivery, kind: str, *,
                     duration_ms: float | None = None, error: str = "") -> None:
     """Append what happened to this event in `subscriber` to its timeline (EventActivity)."""
     # one plain INSERT (no ORM model building): this runs for every processed event, in the AI's hot path too
-    task_id = getattr(payload, "task_id", None)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {EventActivity._meta.db_table} (event_id, event_type, correlation_id, task_id, subscriber,"
-            " queue, kind, attempt, duration_ms, error, worker, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, clock_timestamp())",  # not now(): the transaction's start, before the handler ran
-            [envelope.event_id, envelope.event_type, envelope.correlation_id or "",
-             task_id if isinstance(task_id, int) else None, subscriber, delivery.queue, kind, delivery.attempt,
-             duration_ms, error[:4000], delivery.worker],
+            f"INSERT INTO {_ACTIVITY_COLUMNS} VALUES ({_ACTIVITY_VALUES})",
+            _activity_params(envelope, payload, subscriber, delivery, kind, duration_ms, error),
         )
+
+
+def claim_and_record(consumer: str, envelope: Envelope, payload: Any, delivery: Delivery,
+                     duration_ms: float) -> bool:
+    """Record that `consumer` processed this event, and its PROCESSED activity row, in one
+    statement; False (and nothing written) when the event was already recorded.
+
+    Must run inside the handler's transaction, after the handler: a concurrent copy of the
+    same event waits on the unique index until the first commits (then finds it) or rolls back.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH claim AS (INSERT INTO {ProcessedEvent._meta.db_table} (consumer, event_id, event_type,"
+            " processed_at) VALUES (%s, %s, %s, now()) ON CONFLICT (consumer, event_id) DO NOTHING RETURNING id)"
+            f" INSERT INTO {_ACTIVITY_COLUMNS} SELECT {_ACTIVITY_VALUES} FROM claim RETURNING id",
+            [consumer, envelope.event_id, envelope.event_type,
+             *_activity_params(envelope, payload, consumer, delivery, EventActivity.Kind.PROCESSED, duration_ms, "")],
+        )
+        return cursor.fetchone() is not None
+
+
+class _AlreadyProcessed(Exception):
+    """Raised inside the handler's transaction to roll back a copy whose event was already processed."""
 
 
 class NoSubscriber(PermanentError):
@@ -252,7 +294,9 @@ class EventConsumerTask(Task):
     def delivery(self, sub: Subscription | None = None) -> Delivery:
         sub = sub or self.subscription()
         queue = (sub.queue if sub and sub.queue else None) or self._work_queue(self.request) or ""
-        return Delivery(attempt=(self.request.retries or 0) + 1, queue=queue, worker=self.request.hostname or "")
+        retries = self.request.retries or 0
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered")) or retries > 0
+        return Delivery(attempt=retries + 1, queue=queue, worker=self.request.hostname or "", redelivered=redelivered)
 
     def _record_activity(self, kwargs, kind: str, exc: BaseException) -> None:
         sub = self.subscription()
@@ -341,10 +385,11 @@ def already_processed(consumer: str, envelope: Envelope) -> bool:
 
 
 def claim_event(consumer: str, envelope: Envelope) -> bool:
-    """Record that `consumer` handles this event; False when it already has.
+    """Record that `consumer` handled this event; False when it already had (the non-atomic
+    consumers' record, written after their handler; atomic ones use `claim_and_record`).
 
-    Must run inside the handler's transaction. A concurrent delivery of the same event
-    blocks on the unique index until the first one commits (then sees it) or rolls back.
+    A concurrent delivery of the same event blocks on the unique index until the first one
+    commits (then sees it) or rolls back.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -415,16 +460,22 @@ def event_consumer(
                 if on_start is not None and not already_processed(name, envelope):
                     on_start(payload, envelope)
                 if atomic:
-                    with transaction.atomic():
-                        if not claim_event(name, envelope):
-                            logger.info("skipped: already processed %s", fields)
-                            activity_record(envelope, payload, name, delivery, EventActivity.Kind.SKIPPED)
-                            return "duplicate"
-                        handler(payload, envelope)
-                        duration_ms = (time.monotonic() - started) * 1000
-                        # in the handler's transaction: the record commits with the effects
-                        activity_record(envelope, payload, name, delivery, EventActivity.Kind.PROCESSED,
-                                        duration_ms=duration_ms)
+                    if delivery.redelivered and already_processed(name, envelope):
+                        return _skipped(envelope, payload, name, delivery, fields)
+                    try:
+                        with transaction.atomic():
+                            handler(payload, envelope)
+                            duration_ms = (time.monotonic() - started) * 1000
+                            # in the handler's transaction: the records commit with the effects
+                            if not claim_and_record(name, envelope, payload, delivery, duration_ms):
+                                raise _AlreadyProcessed
+                    except _AlreadyProcessed:
+                        return _skipped(envelope, payload, name, delivery, fields)
+                    except Exception:
+                        # e.g. an effect's unique constraint, met because the event was processed meanwhile
+                        if not delivery.redelivered and _processed_meanwhile(name, envelope):
+                            return _skipped(envelope, payload, name, delivery, fields)
+                        raise
                 else:
                     if already_processed(name, envelope):
                         logger.info("skipped: already processed %s", fields)
@@ -453,6 +504,19 @@ def event_consumer(
         return _dispatcher(event_type)
 
     return decorator
+
+
+def _processed_meanwhile(name: str, envelope: Envelope) -> bool:
+    try:
+        return already_processed(name, envelope)
+    except Exception:  # the database itself failed: the handler's error is the one to retry on
+        return False
+
+
+def _skipped(envelope: Envelope, payload: Any, name: str, delivery: Delivery, fields: str) -> str:
+    logger.info("skipped: already processed %s", fields)
+    activity_record(envelope, payload, name, delivery, EventActivity.Kind.SKIPPED)
+    return "duplicate"
 
 
 def _dispatcher(event_type: str):
