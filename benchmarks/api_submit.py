@@ -14,8 +14,10 @@ The same closed-loop client (N clients posting back to back) drives them in inte
 phases (floor, project, floor, project, ...), so both see the same machine; the ratio of
 their throughputs is what the project's upload adds. Then an open loop offers the project
 a fixed rate (default half its closed-loop throughput): the latency a helper sees while
-the server is not saturated. No AI worker runs: the events wait in the private vhost,
-which is deleted at the end.
+the server is not saturated. It also prints the CPU each closed loop cost per request: the
+server's processes (the gunicorn master and workers) and PostgreSQL's (all of them: backends,
+WAL writer), read from /proc, which says where a machine-bound ratio goes. No AI worker runs:
+the events wait in the private vhost, which is deleted at the end.
 
     python benchmarks/api_submit.py [--clients 16] [--seconds 10] [--rounds 3] [--workers 4] [--json FILE]
     python benchmarks/api_submit.py --smoke      # a few seconds, to check that it works
@@ -37,7 +39,15 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.stack import ROOT, BenchStack, percentile  # noqa: E402
+from benchmarks.stack import (  # noqa: E402
+    ROOT,
+    BenchStack,
+    cpu_seconds,
+    cpu_used,
+    percentile,
+    postgres_pids,
+    process_tree,
+)
 from tests import processes  # noqa: E402
 
 GOAL_RATIO = 0.5  # issue 15: upload throughput at least half the floor's
@@ -227,6 +237,7 @@ def main() -> int:
                 closed_loop(Load(server, headers, body), 2, 1 if args.smoke else 2)  # warm up
             loads: dict[str, list[Load]] = {"floor": [], "project": []}
             walls = {"floor": 0.0, "project": 0.0}
+            cpu = {"floor": [0.0, 0.0], "project": [0.0, 0.0]}  # CPU seconds: the server's processes, PostgreSQL's
             rounds = []
             for n in range(args.rounds):
                 this_round = {}
@@ -239,11 +250,16 @@ def main() -> int:
                              "--nonblocking", "--format", "raw", "--duration", str(int(args.seconds)),
                              "--output", f"{args.profile}.{n + 1}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    server_pids = process_tree(server.process.pid)
+                    cpu_before = cpu_seconds(server_pids), cpu_seconds(postgres_pids())
                     wall = closed_loop(load, args.clients, args.seconds)
+                    cpu_after = cpu_seconds(server_pids), cpu_seconds(postgres_pids())
                     if spy is not None:
                         spy.wait(60)
                     loads[name].append(load)
                     walls[name] += wall
+                    cpu[name][0] += cpu_used(cpu_before[0], cpu_after[0])
+                    cpu[name][1] += cpu_used(cpu_before[1], cpu_after[1])
                     this_round[name] = figures([load], wall)
                 rounds.append(this_round)
                 print(f"round {n + 1}/{args.rounds}, {args.clients} clients: floor "
@@ -251,6 +267,10 @@ def main() -> int:
                       f"{this_round['project']['requests_per_s']} req/s", file=sys.stderr)
             floor_figures = figures(loads["floor"], walls["floor"])
             closed_figures = figures(loads["project"], walls["project"])
+            for name, phase_figures in (("floor", floor_figures), ("project", closed_figures)):
+                served = max(1, phase_figures["requests"])
+                phase_figures["server_cpu_ms_per_request"] = round(cpu[name][0] * 1000 / served, 2)
+                phase_figures["postgres_cpu_ms_per_request"] = round(cpu[name][1] * 1000 / served, 2)
             rate = args.rate or max(1.0, round(closed_figures["requests_per_s"] / 2, 1))
             print(f"open loop: {rate} requests/s for {args.seconds:.0f} s", file=sys.stderr)
             opened = Load(project, headers, body)
@@ -274,6 +294,10 @@ def main() -> int:
     print()
     print(f"throughput: {ratio} of the floor (goal >= {GOAL_RATIO}); p99 at {args.clients} clients: "
           f"{closed_figures['p99_ms']} ms (goal < {GOAL_P99_MS:.0f} ms)")
+    print(f"CPU per request in the closed loops (the clients, both servers and PostgreSQL share the machine): "
+          f"the floor's gunicorn {floor_figures['server_cpu_ms_per_request']} ms; the project's gunicorn "
+          f"{closed_figures['server_cpu_ms_per_request']} ms + PostgreSQL "
+          f"{closed_figures['postgres_cpu_ms_per_request']} ms")
     if args.json:
         payload = {
             "photo_bytes": len(photo), "gunicorn_workers": args.workers, "clients": args.clients,
