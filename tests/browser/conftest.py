@@ -196,11 +196,10 @@ class Page:
 
     def click_and_wait(self, element) -> None:
         """Click something that loads a new page, and wait until the old one is gone."""
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
 
         element.click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(element))
+        WebDriverWait(self.driver, 20).until(lambda driver: is_stale(element))
 
     def login(self, user, password: str | None = None, *, next_path: str = "/admin/") -> None:
         """Sign in through the admin's login form, as a person would (factories' password by default)."""
@@ -291,3 +290,24 @@ def pytest_runtest_makereport(item, call):
         saved = f"could not save the page: {exc!r}"
     report.sections.append(("browser artifacts", saved))
     print(f"\nbrowser artifacts of {item.nodeid}:\n{saved}")
+
+
+# ChromeDriver 156 sometimes answers a question about an element of the page being left with this
+# error instead of a stale element reference (a clean-clone CI run: a login's submit button, while
+# the admin's index loaded); both mean the old page is gone.
+_LEFT_DOCUMENT = "does not belong to the document"
+
+
+def is_stale(element) -> bool:
+    """Whether `element`'s page has been replaced (selenium's staleness_of, and the error above)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if _LEFT_DOCUMENT in str(exc):
+            return True
+        raise
+    return False
