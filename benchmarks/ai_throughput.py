@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.stack import ROOT, BenchStack, percentile  # noqa: E402
+from benchmarks.stack import cpu_seconds as process_cpu_seconds  # noqa: E402
 from tests import processes  # noqa: E402
 
 GOAL_TASKS_PER_S = 150
@@ -189,14 +190,7 @@ def latency_ms(published: dict[int, float], stored: dict[int, float]) -> list[fl
 
 def cpu_seconds(pids: list[int]) -> float:
     """CPU time (user + system) these processes have used so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(process_cpu_seconds(pids).values())
 
 
 def consumers_of(queue: str) -> int:
