@@ -478,9 +478,7 @@ def event_consumer(
                         raise
                 else:
                     if already_processed(name, envelope):
-                        logger.info("skipped: already processed %s", fields)
-                        activity_record(envelope, payload, name, delivery, EventActivity.Kind.SKIPPED)
-                        return "duplicate"
+                        return _skipped(envelope, payload, name, delivery, fields)
                     handler(payload, envelope)
                     duration_ms = (time.monotonic() - started) * 1000
                     with transaction.atomic():
