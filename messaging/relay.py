@@ -3,8 +3,8 @@
     relay = Relay(interval=5.0, batch_size=500)
     relay.run()  # until relay.stop() (the command calls it on SIGTERM/SIGINT)
 
-`publish_event` sends a NOTIFY on OUTBOX_CHANNEL in the transaction that writes the row, so
-PostgreSQL delivers it when the row is committed. The relay LISTENs on a connection of its
+`publish_event` has a NOTIFY sent on OUTBOX_CHANNEL right after the transaction that writes
+the row commits (messaging.outbox.notify_relays). The relay LISTENs on a connection of its
 own (autocommit) and waits on its socket with `select()`, so it wakes as soon as a commit
 notifies; when nothing comes within `interval` it scans anyway, so a notification that was
 lost (the relay was restarting, its connection broke) only delays the rows. Each wake

@@ -105,6 +105,25 @@ def test_the_commit_notifies_the_relays_once_and_a_rollback_not_at_all(route_eve
         listener.close()
 
 
+def test_the_notification_goes_after_the_commit_in_a_transaction_of_its_own():
+    # A NOTIFY in the writing transaction takes PostgreSQL's cluster-wide notification lock at
+    # its commit and holds it through the WAL flush, so concurrent publishing commits queue
+    # one behind another (benchmarks/api_submit.py's p99). The row commits alone; the relays
+    # are told afterwards, once per transaction, in a statement that does not wait for the disk.
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        publish_event(ProbeRecordedEvent(label="one"))
+        publish_event(ProbeRecordedEvent(label="two"))
+    statements = [query["sql"] for query in captured.captured_queries]
+    commit = statements.index("COMMIT")
+    assert sum("INSERT INTO messaging_outboxmessage" in sql for sql in statements[:commit]) == 2
+    assert not any("pg_notify" in sql for sql in statements[:commit])
+    after_commit = statements[commit + 1:]
+    assert len(after_commit) == 1 and "pg_notify" in after_commit[0], statements
+    assert "synchronous_commit" in after_commit[0]
+
+
 def test_an_event_nobody_subscribes_to_stays_in_the_outbox_refused_by_rabbitmq():
     # The producer knows no subscriber: the relay publishes with the event type for routing
     # key, and RabbitMQ's mandatory return says that no queue is bound for it.
@@ -118,3 +137,4 @@ def test_an_event_nobody_subscribes_to_stays_in_the_outbox_refused_by_rabbitmq()
     row = OutboxMessage.objects.get(pk=message.pk)
     assert (row.queue, row.published_at, row.refusals) == ("UnroutedEvent", None, 1)
     assert "no queue is bound for routing key 'UnroutedEvent'" in row.last_error
+

@@ -14,7 +14,7 @@ class Command(BaseCommand):
     help = (
         "Publish committed outbox events to RabbitMQ, oldest first, in batches with pipelined "
         "publisher confirms, and prune published rows past their retention. The only publisher "
-        "of events: requests just commit the row, whose NOTIFY wakes the relay at once; it also "
+        "of events: requests just commit the row, and a NOTIFY right after the commit wakes the relay at once; it also "
         "scans every --interval seconds, so a lost notification only delays. When RabbitMQ "
         "cannot be used (down, or blocked by an alarm) the relay waits and tries again (0.5 s "
         "doubling up to 5 s apart); a row RabbitMQ refuses (unroutable, nacked) backs off alone "
