@@ -64,6 +64,7 @@ from messaging.dead_letters.failures import consumer_failure_record
 from messaging.errors import PermanentError
 from messaging.events import Envelope, Event, parse_message
 from messaging.models import EventActivity, ProcessedEvent
+from messaging.outbox import StagedEvents, staged_publishes
 from observability import metrics
 
 logger = logging.getLogger("messaging.consumer")
@@ -136,22 +137,33 @@ def activity_record(envelope: Envelope, payload: Any, subscriber: str, delivery:
 
 
 def claim_and_record(consumer: str, envelope: Envelope, payload: Any, delivery: Delivery,
-                     duration_ms: float) -> bool:
-    """Record that `consumer` processed this event, and its PROCESSED activity row, in one
-    statement; False (and nothing written) when the event was already recorded.
+                     duration_ms: float, staged: StagedEvents | None = None) -> bool:
+    """Record that `consumer` processed this event, its PROCESSED activity row and the outbox rows
+    of the events its handler published (`staged`) in one statement; False when the event was
+    already recorded (the caller rolls back, the staged rows with it).
 
     Must run inside the handler's transaction, after the handler: a concurrent copy of the
     same event waits on the unique index until the first commits (then finds it) or rolls back.
     """
+    outbox, outbox_params = staged.as_cte("outbox") if staged is not None else ("", [])
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH claim AS (INSERT INTO {ProcessedEvent._meta.db_table} (consumer, event_id, event_type,"
-            " processed_at) VALUES (%s, %s, %s, now()) ON CONFLICT (consumer, event_id) DO NOTHING RETURNING id)"
-            f" INSERT INTO {_ACTIVITY_COLUMNS} SELECT {_ACTIVITY_VALUES} FROM claim RETURNING id",
+            " processed_at) VALUES (%s, %s, %s, now()) ON CONFLICT (consumer, event_id) DO NOTHING RETURNING id),"
+            f" activity AS (INSERT INTO {_ACTIVITY_COLUMNS} SELECT {_ACTIVITY_VALUES} FROM claim RETURNING id)"
+            + (f", {outbox}" if outbox else "")
+            + " SELECT id" + (", (SELECT json_object_agg(event_id, id) FROM outbox)" if outbox else ", NULL")
+            + " FROM activity",
             [consumer, envelope.event_id, envelope.event_type,
-             *_activity_params(envelope, payload, consumer, delivery, EventActivity.Kind.PROCESSED, duration_ms, "")],
+             *_activity_params(envelope, payload, consumer, delivery, EventActivity.Kind.PROCESSED, duration_ms, ""),
+             *outbox_params],
         )
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    if staged is not None:
+        staged.written(row[1])
+    return True
 
 
 class _AlreadyProcessed(Exception):
@@ -463,11 +475,12 @@ def event_consumer(
                     if delivery.redelivered and already_processed(name, envelope):
                         return _skipped(envelope, payload, name, delivery, fields)
                     try:
-                        with transaction.atomic():
+                        # the events the handler publishes go into the closing statement
+                        with transaction.atomic(), staged_publishes() as staged:
                             handler(payload, envelope)
                             duration_ms = (time.monotonic() - started) * 1000
                             # in the handler's transaction: the records commit with the effects
-                            if not claim_and_record(name, envelope, payload, delivery, duration_ms):
+                            if not claim_and_record(name, envelope, payload, delivery, duration_ms, staged):
                                 raise _AlreadyProcessed
                     except _AlreadyProcessed:
                         return _skipped(envelope, payload, name, delivery, fields)

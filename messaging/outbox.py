@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -44,11 +45,12 @@ OUTBOX_CHANNEL = "fitness_outbox"
 _TABLE = OutboxMessage._meta.db_table
 # Plain SQL rather than `objects.create`: this runs in every request that publishes, and the
 # ORM's save costs more CPU than the statement itself.
-_INSERT = (
-    f"INSERT INTO {_TABLE} (event_id, event_type, schema_version, queue, envelope, created_at,"
+_COLUMNS = (
+    f"{_TABLE} (event_id, event_type, schema_version, queue, envelope, created_at,"
     f" publish_attempts, last_error, refusals, retried_by, discarded_by, discard_reason)"
-    f" VALUES (%s, %s, %s, %s, %s, %s, 0, '', 0, '', '', '') RETURNING id"
 )
+_VALUES = "(%s, %s, %s, %s, %s, %s, 0, '', 0, '', '', '')"
+_INSERT = f"INSERT INTO {_COLUMNS} VALUES {_VALUES} RETURNING id"
 # The relays' wake-up, in a transaction of its own after the commit that wrote the rows, not in
 # it: PostgreSQL takes a cluster-wide lock to queue a transaction's notifications at its commit
 # and holds it until the commit is on disk, so writing transactions that notify commit one
@@ -77,6 +79,10 @@ def publish_event(event: Event, *, correlation_id: str | None = None) -> OutboxM
     )
     params = [message.event_id, message.event_type, message.schema_version, message.queue,
               json.dumps(body), message.created_at]
+    staged = getattr(connection, "_outbox_staged", None)
+    if staged is not None and staged.depth == len(connection.atomic_blocks):
+        staged.messages.append((message, params))  # written by the consumer's closing statement
+        return message
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, params)
         message.pk = cursor.fetchone()[0]
@@ -84,6 +90,62 @@ def publish_event(event: Event, *, correlation_id: str | None = None) -> OutboxM
     message._state.db = connection.alias
     _notify_relays_after_commit()
     return message
+
+
+@dataclass
+class StagedEvents:
+    """Events published in a consumer's transaction whose outbox rows wait for its closing statement."""
+
+    depth: int  # the transaction's atomic block: a publish in a savepoint within it is written at once
+    messages: list[tuple[OutboxMessage, list]] = field(default_factory=list)
+    done: bool = False
+
+    def as_cte(self, name: str) -> tuple[str, list]:
+        """`name AS (INSERT … RETURNING …)` for a WITH list, and its parameters ('' when none)."""
+        if not self.messages:
+            return "", []
+        values = ", ".join([_VALUES] * len(self.messages))
+        return (f"{name} AS (INSERT INTO {_COLUMNS} VALUES {values} RETURNING id, event_id)",
+                [value for _, params in self.messages for value in params])
+
+    def written(self, ids_by_event: dict | None) -> None:
+        """The closing statement wrote the rows (`ids_by_event`: event id -> row id); the relays
+        hear of them after the commit."""
+        for message, _ in self.messages:
+            message.pk = (ids_by_event or {}).get(str(message.event_id))
+            message._state.adding, message._state.db = False, connection.alias
+        if self.messages:
+            _notify_relays_after_commit()
+        self.done = True
+
+    def write(self) -> None:
+        """Write the rows in a statement of their own (when no closing statement took them)."""
+        cte, params = self.as_cte("staged")
+        if cte:
+            with connection.cursor() as cursor:
+                cursor.execute(f"WITH {cte} SELECT json_object_agg(event_id, id) FROM staged", params)
+                self.written(cursor.fetchone()[0])
+        self.done = True
+
+
+@contextmanager
+def staged_publishes():
+    """Within the current atomic block, `publish_event` holds its rows back for one later
+    statement (`StagedEvents.as_cte`, then `written`), which saves a round trip per event.
+
+    For the base consumer (messaging.consumers), whose closing statement writes the
+    idempotency record: an event a handler publishes goes into that statement. A publish
+    inside a savepoint of the handler is written at once, so a rollback to the savepoint
+    takes it back as usual. The caller must write the staged rows before the commit.
+    """
+    previous = getattr(connection, "_outbox_staged", None)
+    staged = connection._outbox_staged = StagedEvents(depth=len(connection.atomic_blocks))
+    try:
+        yield staged
+        if not staged.done:
+            staged.write()  # never left behind, whatever the caller did
+    finally:
+        connection._outbox_staged = previous
 
 
 def _notify_relays_after_commit() -> None:

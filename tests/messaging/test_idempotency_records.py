@@ -73,3 +73,66 @@ def test_a_redelivered_copy_of_a_processed_event_is_skipped_before_its_handler_r
     assert outcome == "duplicate"
     assert statements == ["SELECT messaging_processedevent", "INSERT messaging_eventactivity"], "no handler"
     assert ProbeEffect.objects.filter(label="redelivered").count() == 1
+
+
+def forwarding(labels: list[str], **fields) -> dict:
+    from tests.probe.events import ProbeForwardedEvent
+
+    return Envelope.wrap(ProbeForwardedEvent(labels=labels, **fields), correlation_id="req-2").as_message_body()
+
+
+def deliver_forwarding(event: dict, **delivery) -> tuple[str, list[str]]:
+    from messaging.consumers import subscriptions
+
+    (subscription,) = subscriptions("ProbeForwardedEvent")
+    with CaptureQueriesContext(connection) as captured:
+        outcome = subscription.run(event, _delivery=Delivery(queue="task.submitted", **delivery))
+    return outcome, [query["sql"] for query in captured.captured_queries
+                     if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))]
+
+
+def published_labels() -> list[str]:
+    from messaging.models import OutboxMessage
+
+    return sorted(row.envelope["payload"]["label"] for row in OutboxMessage.objects.all())
+
+
+def test_the_events_a_handler_publishes_go_into_its_closing_statement():
+    # one round trip for the records and the outbox rows, as the AI's reading and its TaskAnalyzedEvent
+    event = forwarding(["a", "b"])
+
+    outcome, statements = deliver_forwarding(event)
+
+    assert outcome == "processed"
+    assert len(statements) == 1 and statements[0].startswith("WITH claim AS")
+    assert "messaging_outboxmessage" in statements[0]
+    assert published_labels() == ["a", "b"]
+    from messaging.models import OutboxMessage
+
+    rows = OutboxMessage.objects.all()
+    assert {row.envelope["correlation_id"] for row in rows} == {"req-2"}, "the event's correlation id flows on"
+    assert {row.queue for row in rows} == {"ProbeRecordedEvent"}
+
+
+def test_a_duplicate_copy_publishes_nothing_again():
+    event = forwarding(["once"])
+    deliver_forwarding(event)
+
+    outcome, _ = deliver_forwarding(event)
+
+    assert outcome == "duplicate"
+    assert published_labels() == ["once"]
+
+
+def test_a_publish_in_a_rolled_back_savepoint_of_the_handler_is_taken_back():
+    outcome, _ = deliver_forwarding(forwarding(["kept"], in_savepoint=["taken back"], roll_back=True))
+
+    assert outcome == "processed"
+    assert published_labels() == ["kept"]
+
+
+def test_a_publish_in_a_kept_savepoint_is_written_at_once_and_kept():
+    outcome, _ = deliver_forwarding(forwarding([], in_savepoint=["in a savepoint"]))
+
+    assert outcome == "processed"
+    assert published_labels() == ["in a savepoint"]

@@ -138,3 +138,11 @@ def test_an_event_nobody_subscribes_to_stays_in_the_outbox_refused_by_rabbitmq()
     assert (row.queue, row.published_at, row.refusals) == ("UnroutedEvent", None, 1)
     assert "no queue is bound for routing key 'UnroutedEvent'" in row.last_error
 
+
+def test_staged_events_that_no_closing_statement_wrote_are_written_when_the_block_ends():
+    from messaging.outbox import staged_publishes
+
+    with transaction.atomic(), staged_publishes():
+        message = publish_event(ProbeRecordedEvent(label="staged"))
+        assert message.pk is None and not OutboxMessage.objects.exists()  # held back for one statement
+    assert OutboxMessage.objects.get().pk == message.pk

@@ -10,6 +10,7 @@ from tests.probe.events import (
     ProbeExternalEvent,
     ProbeFailingEvent,
     ProbeFixableEvent,
+    ProbeForwardedEvent,
     ProbeRecordedEvent,
     ProbeSlowEvent,
 )
@@ -55,6 +56,29 @@ def fixable_probe(event: ProbeFixableEvent, envelope) -> None:
     if not os.path.exists(event.fixed_when):
         raise PermanentError(f"probe {event.label} hits a bug (not fixed yet)")
     ProbeEffect.objects.create(label=event.label, event_id=envelope.event_id)
+
+
+class _RolledBack(Exception):
+    pass
+
+
+@event_consumer(ProbeForwardedEvent, name="tests.forward_probe")
+def forward_probe(event: ProbeForwardedEvent, envelope) -> None:
+    from django.db import transaction
+
+    from messaging.outbox import publish_event
+
+    for label in event.labels:
+        publish_event(ProbeRecordedEvent(label=label))
+    if event.in_savepoint:
+        try:
+            with transaction.atomic():
+                for label in event.in_savepoint:
+                    publish_event(ProbeRecordedEvent(label=label))
+                if event.roll_back:
+                    raise _RolledBack
+        except _RolledBack:
+            pass
 
 
 @event_consumer(ProbeExternalEvent, name="tests.external_probe", atomic=False)

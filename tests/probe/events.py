@@ -66,3 +66,17 @@ class ProbeExternalEvent(Event):
     producer = "tests"
 
     label: str
+
+
+class ProbeForwardedEvent(Event):
+    """Its consumer publishes a ProbeRecordedEvent per label in `labels`, the ones in
+    `in_savepoint` inside a savepoint that is rolled back when `roll_back` (an event that
+    publishes another, as the AI's reading publishes TaskAnalyzedEvent)."""
+
+    event_type = "ProbeForwardedEvent"
+    schema_version = 1
+    producer = "tests"
+
+    labels: list[str]
+    in_savepoint: list[str] = []
+    roll_back: bool = False
