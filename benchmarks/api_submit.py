@@ -8,11 +8,14 @@ and vhost:
 * the project: `fitness.wsgi`, as the Procfile's `web` runs it; every request carries a
   token and a fresh Idempotency-Key, as the mobile app sends them;
 * the floor: benchmarks/upload_floor.py, a Django view of its own that takes the same
-  multipart photo, writes it to disk and answers 202 (no database, no checks).
+  multipart photo, writes it to disk and answers 202 (no database, no checks);
+* the write floor: the same view making the upload's round trips to PostgreSQL itself with
+  psycopg2 (a token lookup, the task's and its event's INSERTs, COMMIT, the NOTIFY after it),
+  which shows how much of the ratio the database takes on these cores, before any framework.
 
 The same closed-loop client (N clients posting back to back) drives them in interleaved
-phases (floor, project, floor, project, ...), so both see the same machine; the ratio of
-their throughputs is what the project's upload adds. Then an open loop offers the project
+phases (floor, write floor, project, floor, ...), so all see the same machine; the ratio of
+the project's throughput to the floor's is what the project's upload adds. Then an open loop offers the project
 a fixed rate (default half its closed-loop throughput): the latency a helper sees while
 the server is not saturated. It also prints the CPU each closed loop cost per request: the
 server's processes (the gunicorn master and workers) and PostgreSQL's (all of them: backends,
@@ -190,7 +193,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10,
                         help="duration of each closed-loop phase and of the open loop (default 10)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved closed-loop rounds, each a floor phase then a project phase (default 3)")
+                        help="interleaved closed-loop rounds, each: floor, write floor, project (default 3)")
     parser.add_argument("--rate", type=float, help="open-loop requests/s (default: half the closed-loop rate)")
     parser.add_argument("--workers", type=int, default=4,
                         help="gunicorn sync workers of each server (default 4, as the Procfile)")
@@ -213,6 +216,7 @@ def main() -> int:
 
     port = int(os.environ.get("BENCH_PORT") or free_port())
     floor_port = int(os.environ.get("BENCH_FLOOR_PORT") or free_port())
+    write_floor_port = free_port()
     with BenchStack("api") as stack:
         from tests.factories import api_token, helper, noisy_jpeg
 
@@ -232,16 +236,23 @@ def main() -> int:
                             "--config", "python:benchmarks.upload_floor"],
                            {**stack.env, "FLOOR_UPLOAD_DIR": str(floor_dir)})
             servers.append(floor)
+            write_floor = Server("write floor", write_floor_port, "/upload/",
+                                 [*gunicorn, "benchmarks.upload_floor:application",
+                                  "--config", "python:benchmarks.upload_floor"],
+                                 {**stack.env, "FLOOR_UPLOAD_DIR": str(floor_dir),
+                                  "FLOOR_DATABASE_URL": stack.env["DATABASE_URL"]})
+            servers.append(write_floor)
             for server in servers:
                 server.wait_ready()
                 closed_loop(Load(server, headers, body), 2, 1 if args.smoke else 2)  # warm up
-            loads: dict[str, list[Load]] = {"floor": [], "project": []}
-            walls = {"floor": 0.0, "project": 0.0}
-            cpu = {"floor": [0.0, 0.0], "project": [0.0, 0.0]}  # CPU seconds: the server's processes, PostgreSQL's
+            phases = (("floor", floor), ("write_floor", write_floor), ("project", project))
+            loads: dict[str, list[Load]] = {name: [] for name, _ in phases}
+            walls = {name: 0.0 for name, _ in phases}
+            cpu = {name: [0.0, 0.0] for name, _ in phases}  # CPU seconds: the server's processes, PostgreSQL's
             rounds = []
             for n in range(args.rounds):
                 this_round = {}
-                for name, server in (("floor", floor), ("project", project)):
+                for name, server in phases:
                     load = Load(server, headers, body)
                     spy = None
                     if py_spy and name == "project":
@@ -263,11 +274,14 @@ def main() -> int:
                     this_round[name] = figures([load], wall)
                 rounds.append(this_round)
                 print(f"round {n + 1}/{args.rounds}, {args.clients} clients: floor "
-                      f"{this_round['floor']['requests_per_s']} req/s, project "
+                      f"{this_round['floor']['requests_per_s']} req/s, write floor "
+                      f"{this_round['write_floor']['requests_per_s']} req/s, project "
                       f"{this_round['project']['requests_per_s']} req/s", file=sys.stderr)
             floor_figures = figures(loads["floor"], walls["floor"])
+            write_floor_figures = figures(loads["write_floor"], walls["write_floor"])
             closed_figures = figures(loads["project"], walls["project"])
-            for name, phase_figures in (("floor", floor_figures), ("project", closed_figures)):
+            for name, phase_figures in (("floor", floor_figures), ("write_floor", write_floor_figures),
+                                        ("project", closed_figures)):
                 served = max(1, phase_figures["requests"])
                 phase_figures["server_cpu_ms_per_request"] = round(cpu[name][0] * 1000 / served, 2)
                 phase_figures["postgres_cpu_ms_per_request"] = round(cpu[name][1] * 1000 / served, 2)
@@ -281,12 +295,14 @@ def main() -> int:
 
     floor_rate = floor_figures["requests_per_s"]
     ratio = round(closed_figures["requests_per_s"] / floor_rate, 3) if floor_rate else None
+    write_floor_ratio = round(write_floor_figures["requests_per_s"] / floor_rate, 3) if floor_rate else None
     print()
     print(f"a {len(photo) / 1000:.0f} KB JPEG, each server gunicorn with {args.workers} sync workers; "
           f"{args.rounds} interleaved rounds of {args.seconds:.0f} s")
     print(f"{'server and phase':<44} {'requests':>8} {'req/s':>7} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'errors':>6}")
     for label, f in ((f"bare Django floor, {args.clients} clients", floor_figures),
+                     (f"write floor (+ psycopg2), {args.clients} clients", write_floor_figures),
                      (f"POST /api/v1/tasks/, {args.clients} clients", closed_figures),
                      (f"POST /api/v1/tasks/, open loop {rate}/s", open_figures)):
         print(f"{label:<44} {f['requests']:>8} {f['requests_per_s']:>7} {f['mean_ms']!s:>8} {f['p50_ms']!s:>7} "
@@ -294,8 +310,11 @@ def main() -> int:
     print()
     print(f"throughput: {ratio} of the floor (goal >= {GOAL_RATIO}); p99 at {args.clients} clients: "
           f"{closed_figures['p99_ms']} ms (goal < {GOAL_P99_MS:.0f} ms)")
+    print(f"the write floor (the same statements from psycopg2, no framework): {write_floor_ratio} of the floor")
     print(f"CPU per request in the closed loops (the clients, both servers and PostgreSQL share the machine): "
-          f"the floor's gunicorn {floor_figures['server_cpu_ms_per_request']} ms; the project's gunicorn "
+          f"the floor's gunicorn {floor_figures['server_cpu_ms_per_request']} ms; the write floor's "
+          f"{write_floor_figures['server_cpu_ms_per_request']} ms + PostgreSQL "
+          f"{write_floor_figures['postgres_cpu_ms_per_request']} ms; the project's gunicorn "
           f"{closed_figures['server_cpu_ms_per_request']} ms + PostgreSQL "
           f"{closed_figures['postgres_cpu_ms_per_request']} ms")
     if args.json:
@@ -303,8 +322,9 @@ def main() -> int:
             "photo_bytes": len(photo), "gunicorn_workers": args.workers, "clients": args.clients,
             "seconds": args.seconds, "rounds": args.rounds, "smoke": args.smoke,
             **{k: closed_figures[k] for k in ("requests_per_s", "p50_ms", "p99_ms", "errors")},
-            "ratio_to_floor": ratio,
-            "closed_loop": closed_figures, "floor": floor_figures, "open_loop": open_figures,
+            "ratio_to_floor": ratio, "write_floor_ratio_to_floor": write_floor_ratio,
+            "closed_loop": closed_figures, "floor": floor_figures, "write_floor": write_floor_figures,
+            "open_loop": open_figures,
             "per_round": rounds,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
@@ -315,7 +335,7 @@ def main() -> int:
         for p in rounds_recorded:
             p.unlink(missing_ok=True)
         print(f"wrote {args.profile} (py-spy, collapsed stacks of the project's workers)")
-    failed = closed_figures["errors"] + floor_figures["errors"] + open_figures["errors"]
+    failed = closed_figures["errors"] + floor_figures["errors"] + write_floor_figures["errors"] + open_figures["errors"]
     return 0 if failed == 0 else 1
 
 

@@ -186,7 +186,10 @@ def upload_row(bench: Benchmark) -> tuple[Row, dict | None]:
     ratio, p99 = figures["ratio_to_floor"] or 0.0, figures["p99_ms"] or float("inf")
     measured = (f"{figures['requests_per_s']:.0f} req/s, {ratio:.2f} of the floor's "
                 f"{figures['floor']['requests_per_s']:.0f}; p99 {p99:.0f} ms")
-    errors = figures["errors"] + figures["floor"]["errors"] + figures["open_loop"]["errors"]
+    if figures.get("write_floor_ratio_to_floor") is not None:  # the same statements without a framework
+        measured += f"; write floor {figures['write_floor_ratio_to_floor']:.2f}"
+    errors = (figures["errors"] + figures["floor"]["errors"] + figures.get("write_floor", {}).get("errors", 0)
+              + figures["open_loop"]["errors"])
     if errors:  # refused or failed uploads: judged in a smoke run too
         return Row(check, target, f"{measured}; {errors} failed requests", "FAIL", ratio), figures
     return Row(check, target, measured, timing(ratio >= 0.5 and p99 < 60), ratio), figures
