@@ -121,11 +121,12 @@ class StagedEvents:
     def write(self) -> None:
         """Write the rows in a statement of their own (when no closing statement took them)."""
         cte, params = self.as_cte("staged")
+        ids_by_event = None
         if cte:
             with connection.cursor() as cursor:
                 cursor.execute(f"WITH {cte} SELECT json_object_agg(event_id, id) FROM staged", params)
-                self.written(cursor.fetchone()[0])
-        self.done = True
+                ids_by_event = cursor.fetchone()[0]
+        self.written(ids_by_event)
 
 
 @contextmanager
