@@ -10,15 +10,15 @@ from django.test.utils import CaptureQueriesContext
 import tests.probe.consumers  # noqa: F401 - registers the probe subscribers
 from messaging.consumers import Delivery, subscriptions
 from messaging.events import Envelope
-from messaging.models import EventActivity, ProcessedEvent
-from tests.probe.events import ProbeRecordedEvent
+from messaging.models import EventActivity, OutboxMessage, ProcessedEvent
+from tests.probe.events import ProbeForwardedEvent, ProbeRecordedEvent
 from tests.probe.models import ProbeEffect
 
 pytestmark = pytest.mark.django_db
 
 
 def deliver(body: dict, **delivery) -> tuple[str, list[str]]:
-    (subscription,) = subscriptions("ProbeRecordedEvent")
+    (subscription,) = subscriptions(body["event_type"])
     with CaptureQueriesContext(connection) as captured:
         outcome = subscription.run(body, _delivery=Delivery(queue="task.submitted", **delivery))
     statements = []
@@ -76,24 +76,10 @@ def test_a_redelivered_copy_of_a_processed_event_is_skipped_before_its_handler_r
 
 
 def forwarding(labels: list[str], **fields) -> dict:
-    from tests.probe.events import ProbeForwardedEvent
-
     return Envelope.wrap(ProbeForwardedEvent(labels=labels, **fields), correlation_id="req-2").as_message_body()
 
 
-def deliver_forwarding(event: dict, **delivery) -> tuple[str, list[str]]:
-    from messaging.consumers import subscriptions
-
-    (subscription,) = subscriptions("ProbeForwardedEvent")
-    with CaptureQueriesContext(connection) as captured:
-        outcome = subscription.run(event, _delivery=Delivery(queue="task.submitted", **delivery))
-    return outcome, [query["sql"] for query in captured.captured_queries
-                     if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))]
-
-
 def published_labels() -> list[str]:
-    from messaging.models import OutboxMessage
-
     return sorted(row.envelope["payload"]["label"] for row in OutboxMessage.objects.all())
 
 
@@ -101,14 +87,11 @@ def test_the_events_a_handler_publishes_go_into_its_closing_statement():
     # one round trip for the records and the outbox rows, as the AI's reading and its TaskAnalyzedEvent
     event = forwarding(["a", "b"])
 
-    outcome, statements = deliver_forwarding(event)
+    outcome, statements = deliver(event)
 
     assert outcome == "processed"
-    assert len(statements) == 1 and statements[0].startswith("WITH claim AS")
-    assert "messaging_outboxmessage" in statements[0]
+    assert statements == ["WITH messaging_processedevent"], "the outbox rows came with the records"
     assert published_labels() == ["a", "b"]
-    from messaging.models import OutboxMessage
-
     rows = OutboxMessage.objects.all()
     assert {row.envelope["correlation_id"] for row in rows} == {"req-2"}, "the event's correlation id flows on"
     assert {row.queue for row in rows} == {"ProbeRecordedEvent"}
@@ -116,23 +99,23 @@ def test_the_events_a_handler_publishes_go_into_its_closing_statement():
 
 def test_a_duplicate_copy_publishes_nothing_again():
     event = forwarding(["once"])
-    deliver_forwarding(event)
+    deliver(event)
 
-    outcome, _ = deliver_forwarding(event)
+    outcome, _ = deliver(event)
 
     assert outcome == "duplicate"
     assert published_labels() == ["once"]
 
 
 def test_a_publish_in_a_rolled_back_savepoint_of_the_handler_is_taken_back():
-    outcome, _ = deliver_forwarding(forwarding(["kept"], in_savepoint=["taken back"], roll_back=True))
+    outcome, _ = deliver(forwarding(["kept"], in_savepoint=["taken back"], roll_back=True))
 
     assert outcome == "processed"
     assert published_labels() == ["kept"]
 
 
 def test_a_publish_in_a_kept_savepoint_is_written_at_once_and_kept():
-    outcome, _ = deliver_forwarding(forwarding([], in_savepoint=["in a savepoint"]))
+    outcome, _ = deliver(forwarding([], in_savepoint=["in a savepoint"]))
 
     assert outcome == "processed"
     assert published_labels() == ["in a savepoint"]
