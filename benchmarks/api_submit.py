@@ -15,9 +15,9 @@ and vhost:
 
 The same closed-loop client (N clients posting back to back) drives them in interleaved
 phases (floor, write floor, project, floor, ...), so all see the same machine; the ratio of
-the project's throughput to the floor's is what the project's upload adds. Then an open loop offers the project
-a fixed rate (default half its closed-loop throughput): the latency a helper sees while
-the server is not saturated. It also prints the CPU each closed loop cost per request: the
+the project's throughput to the floor's is what the project's upload adds. Then an open
+loop offers the project a fixed rate (default half its closed-loop throughput): the latency
+a helper sees while the server is not saturated. It also prints the CPU each closed loop cost per request: the
 server's processes (the gunicorn master and workers) and PostgreSQL's (all of them: backends,
 WAL writer), read from /proc, which says where a machine-bound ratio goes. No AI worker runs:
 the events wait in the private vhost, which is deleted at the end.
@@ -231,16 +231,12 @@ def main() -> int:
         try:
             project = Server("project", port, "/api/v1/tasks/", [*gunicorn, "fitness.wsgi"], stack.env)
             servers.append(project)
-            floor = Server("floor", floor_port, "/upload/",
-                           [*gunicorn, "benchmarks.upload_floor:application",
-                            "--config", "python:benchmarks.upload_floor"],
-                           {**stack.env, "FLOOR_UPLOAD_DIR": str(floor_dir)})
+            floor_app = [*gunicorn, "benchmarks.upload_floor:application", "--config", "python:benchmarks.upload_floor"]
+            floor_env = {**stack.env, "FLOOR_UPLOAD_DIR": str(floor_dir)}
+            floor = Server("floor", floor_port, "/upload/", floor_app, floor_env)
             servers.append(floor)
-            write_floor = Server("write floor", write_floor_port, "/upload/",
-                                 [*gunicorn, "benchmarks.upload_floor:application",
-                                  "--config", "python:benchmarks.upload_floor"],
-                                 {**stack.env, "FLOOR_UPLOAD_DIR": str(floor_dir),
-                                  "FLOOR_DATABASE_URL": stack.env["DATABASE_URL"]})
+            write_floor = Server("write floor", write_floor_port, "/upload/", floor_app,
+                                 {**floor_env, "FLOOR_DATABASE_URL": stack.env["DATABASE_URL"]})
             servers.append(write_floor)
             for server in servers:
                 server.wait_ready()
@@ -277,11 +273,9 @@ def main() -> int:
                       f"{this_round['floor']['requests_per_s']} req/s, write floor "
                       f"{this_round['write_floor']['requests_per_s']} req/s, project "
                       f"{this_round['project']['requests_per_s']} req/s", file=sys.stderr)
-            floor_figures = figures(loads["floor"], walls["floor"])
-            write_floor_figures = figures(loads["write_floor"], walls["write_floor"])
-            closed_figures = figures(loads["project"], walls["project"])
-            for name, phase_figures in (("floor", floor_figures), ("write_floor", write_floor_figures),
-                                        ("project", closed_figures)):
+            by_phase = {name: figures(loads[name], walls[name]) for name, _ in phases}
+            floor_figures, write_floor_figures, closed_figures = (by_phase[name] for name, _ in phases)
+            for name, phase_figures in by_phase.items():
                 served = max(1, phase_figures["requests"])
                 phase_figures["server_cpu_ms_per_request"] = round(cpu[name][0] * 1000 / served, 2)
                 phase_figures["postgres_cpu_ms_per_request"] = round(cpu[name][1] * 1000 / served, 2)
@@ -335,7 +329,7 @@ def main() -> int:
         for p in rounds_recorded:
             p.unlink(missing_ok=True)
         print(f"wrote {args.profile} (py-spy, collapsed stacks of the project's workers)")
-    failed = closed_figures["errors"] + floor_figures["errors"] + write_floor_figures["errors"] + open_figures["errors"]
+    failed = sum(f["errors"] for f in by_phase.values()) + open_figures["errors"]
     return 0 if failed == 0 else 1
 
 
