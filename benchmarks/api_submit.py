@@ -10,7 +10,7 @@ and vhost:
 * the floor: benchmarks/upload_floor.py, a Django view of its own that takes the same
   multipart photo, writes it to disk and answers 202 (no database, no checks);
 * the write floor: the same view making the upload's round trips to PostgreSQL itself with
-  psycopg2 (a token lookup, the task's and its event's INSERTs, COMMIT, the NOTIFY after it),
+  psycopg2 (a token lookup, one statement with the task's and its event's INSERTs, the NOTIFY after it),
   which shows how much of the ratio the database takes on these cores, before any framework.
 
 The same closed-loop client (N clients posting back to back) drives them in interleaved

@@ -9,8 +9,8 @@ and settings:
         --config python:benchmarks.upload_floor --workers 4 --bind 127.0.0.1:8766
 
 With FLOOR_DATABASE_URL set it is the *write floor*: the same view also makes the upload's
-round trips to PostgreSQL with psycopg2 itself, no ORM: the token lookup, then in one
-transaction the task's INSERT … ON CONFLICT and its event's INSERT, the COMMIT, and the
+round trips to PostgreSQL with psycopg2 itself, no ORM: the token lookup, then one statement
+(its own transaction) with the task's INSERT … ON CONFLICT and its event's INSERT, and the
 NOTIFY after it (tables of its own, created at start). What the project adds above that is
 Django's ORM and DRF, the checks and the storage API; what it adds above the bare floor is
 mostly the database, on the same cores.
@@ -67,28 +67,25 @@ def _database():
         import psycopg2
 
         _connection = psycopg2.connect(DATABASE_URL)
-        _connection.autocommit = True  # as Django runs it: BEGIN and COMMIT only around the transaction
+        _connection.autocommit = True  # as Django runs it: each statement outside atomic() commits itself
     return _connection
 
 
 def _write(request, photo_name: str) -> None:
-    """The upload's six round trips, as the project makes them (tests/tasks/test_submit_statements.py)."""
+    """The upload's three round trips, as the project makes them (tests/tasks/test_submit_statements.py)."""
     with _database().cursor() as cursor:
         cursor.execute("SELECT user_id FROM floor_token WHERE digest = md5(%s)", [TOKEN])
         (user_id,) = cursor.fetchone()
-        cursor.execute("BEGIN")
         cursor.execute(
-            "INSERT INTO floor_task (user_id, idempotency_key, photo, created_at) VALUES (%s, %s, %s, now())"
-            " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
-            [user_id, request.headers.get("Idempotency-Key"), photo_name],
-        )
-        (task_id,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO floor_outbox (event_id, envelope, created_at) VALUES (%s, %s, now()) RETURNING id",
-            [str(uuid.uuid4()), json.dumps({"task_id": task_id, "photo": photo_name})],
+            "WITH task AS (INSERT INTO floor_task (user_id, idempotency_key, photo, created_at)"
+            " VALUES (%s, %s, %s, now()) ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id),"
+            " event AS (INSERT INTO floor_outbox (event_id, envelope, created_at)"
+            " SELECT %s, jsonb_set(%s::jsonb, '{task_id}', to_jsonb(task.id)), now() FROM task RETURNING id)"
+            " SELECT (SELECT id FROM task), (SELECT id FROM event)",
+            [user_id, request.headers.get("Idempotency-Key"), photo_name,
+             str(uuid.uuid4()), json.dumps({"task_id": 1, "photo": photo_name})],
         )
         cursor.fetchone()
-        cursor.execute("COMMIT")
         cursor.execute("SELECT set_config('synchronous_commit', 'off', true), pg_notify('floor', '')")
 
 

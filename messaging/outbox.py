@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -49,7 +50,8 @@ _COLUMNS = (
     f"{_TABLE} (event_id, event_type, schema_version, queue, envelope, created_at,"
     f" publish_attempts, last_error, refusals, retried_by, discarded_by, discard_reason)"
 )
-_VALUES = "(%s, %s, %s, %s, %s, %s, 0, '', 0, '', '', '')"
+_DEFAULTS = "0, '', 0, '', '', ''"  # publish_attempts, last_error, refusals, retried_by, discarded_by, discard_reason
+_VALUES = f"(%s, %s, %s, %s, %s, %s, {_DEFAULTS})"
 _INSERT = f"INSERT INTO {_COLUMNS} VALUES {_VALUES} RETURNING id"
 # The relays' wake-up, in a transaction of its own after the commit that wrote the rows, not in
 # it: PostgreSQL takes a cluster-wide lock to queue a transaction's notifications at its commit
@@ -67,18 +69,7 @@ def publish_event(event: Event, *, correlation_id: str | None = None) -> OutboxM
     The correlation id defaults to the current request's (or the current event's).
     Nothing here waits for RabbitMQ, whatever state it is in.
     """
-    envelope = Envelope.wrap(event, correlation_id=correlation_id or current_correlation_id())
-    body = envelope.as_message_body()
-    message = OutboxMessage(
-        event_id=envelope.event_id,
-        event_type=envelope.event_type,
-        schema_version=envelope.schema_version,
-        queue=topology.routing_key_for_event(envelope.event_type),  # the routing key: the event type
-        envelope=body,
-        created_at=timezone.now(),
-    )
-    params = [message.event_id, message.event_type, message.schema_version, message.queue,
-              json.dumps(body), message.created_at]
+    message, params = _outbox_message(event, correlation_id)
     staged = getattr(connection, "_outbox_staged", None)
     if staged is not None and staged.depth == len(connection.atomic_blocks):
         staged.messages.append((message, params))  # written by the consumer's closing statement
@@ -90,6 +81,75 @@ def publish_event(event: Event, *, correlation_id: str | None = None) -> OutboxM
     message._state.db = connection.alias
     _notify_relays_after_commit()
     return message
+
+
+def _outbox_message(event: Event, correlation_id: str | None) -> tuple[OutboxMessage, list]:
+    """The event's outbox row (unsaved) and the parameters of its `_VALUES`."""
+    envelope = Envelope.wrap(event, correlation_id=correlation_id or current_correlation_id())
+    body = envelope.as_message_body()
+    message = OutboxMessage(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        schema_version=envelope.schema_version,
+        queue=topology.routing_key_for_event(envelope.event_type),  # the routing key: the event type
+        envelope=body,
+        created_at=timezone.now(),
+    )
+    return message, [message.event_id, message.event_type, message.schema_version, message.queue,
+                     json.dumps(body), message.created_at]
+
+
+@dataclass
+class EventRow:
+    """An event's outbox row as one CTE of the caller's own statement (`event_row_cte`)."""
+
+    message: OutboxMessage
+    sql: str  # `name AS (INSERT INTO outbox … SELECT … FROM rows_of RETURNING id)`
+    params: list
+
+    def written(self, row_id: int | None, **ids: int) -> None:
+        """The statement ran: `row_id` is the outbox row's id, or None when `rows_of` was empty
+        (nothing to publish), and `ids` the inserted values of `event_row_cte`'s `ids`. The
+        relays hear of the row after the commit."""
+        if row_id is None:
+            return
+        self.message.pk = row_id
+        self.message.envelope["payload"].update(ids)
+        self.message._state.adding, self.message._state.db = False, connection.alias
+        _notify_relays_after_commit()
+
+
+def event_row_cte(
+    event_type: type[Event], fields: dict[str, Any], *, name: str, rows_of: str, ids: dict[str, str],
+    correlation_id: str | None = None,
+) -> EventRow:
+    """`publish_event` for an event about a row that the caller's statement inserts, in that statement.
+
+    The event's outbox row becomes one more CTE, `name AS (INSERT … SELECT … FROM rows_of)`, of a
+    WITH statement whose CTE `rows_of` inserts the row the event is about. `ids` maps each payload
+    field that only the insert knows to the column of `rows_of` that holds it ({"task_id": "id"}).
+    The event is validated from `fields` with 1 standing in for each of those ids, and the
+    envelope gets the inserted values. There is one outbox row per row of `rows_of`, so none
+    when its INSERT … ON CONFLICT DO NOTHING inserted nothing: the event is published exactly
+    when the row is made. In autocommit the whole statement is one transaction, which saves
+    the BEGIN and COMMIT round trips of `transaction.atomic` (the upload: tasks.services).
+    Hand the row's id (or None) and the ids to `EventRow.written` once the statement ran.
+    """
+    unknown = set(ids) - set(event_type.model_fields)
+    if unknown:
+        raise ValueError(f"{event_type.__name__} has no field {', '.join(sorted(unknown))}")
+    event = event_type(**fields, **dict.fromkeys(ids, 1))
+    message, params = _outbox_message(event, correlation_id)
+    envelope, envelope_params = "%s::jsonb", [params[4]]
+    for field_name, column in ids.items():
+        envelope = f"jsonb_set({envelope}, %s, to_jsonb({rows_of}.{connection.ops.quote_name(column)}))"
+        envelope_params.append(["payload", field_name])
+    return EventRow(
+        message,
+        f"{name} AS (INSERT INTO {_COLUMNS} SELECT %s, %s, %s, %s, {envelope}, %s, {_DEFAULTS}"
+        f" FROM {rows_of} RETURNING id)",
+        [*params[:4], *envelope_params, params[5]],
+    )
 
 
 @dataclass

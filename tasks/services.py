@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 
 from branches.models import Branch
 from messaging.contracts import LABEL_VOCABULARY, LaundryLabels, TaskConfirmedEvent, TaskSubmittedEvent
-from messaging.outbox import publish_event
+from messaging.outbox import event_row_cte, publish_event
 from tasks.models import LaundryTask, Reading
 from tasks.photos import check_photo
 
@@ -61,10 +62,10 @@ def task_submit(
     of the first; the same key with another photo raises IdempotencyKeyReused.
     Raises tasks.photos.PhotoRejected for a photo that is not acceptable.
 
-    The photo is written first, outside the transaction; then one transaction inserts the
-    task and its outbox row. The key is checked by the insert itself (ON CONFLICT DO
-    NOTHING): a known key costs a read of the first task, a new one nothing. Whatever
-    refuses or fails after the photo was written removes it again.
+    The photo is written first; then one statement inserts the task and its outbox row (in
+    autocommit, its own transaction: no BEGIN or COMMIT round trips). The key is checked by the
+    insert itself (ON CONFLICT DO NOTHING): a known key costs a read of the first task, a new
+    one nothing. Whatever refuses or fails after the photo was written removes it again.
     """
     checked = check_photo(photo)
     task = LaundryTask(
@@ -78,14 +79,11 @@ def task_submit(
     )
     task.photo.save(f"photo.{checked.extension}", photo, save=False)
     try:
-        with transaction.atomic():
-            created = _insert_unless_key_used(task)
-            if created:
-                publish_event(
-                    TaskSubmittedEvent(task_id=task.pk, branch_id=branch.pk, helper_id=helper.pk, photo=task.photo.name)
-                )
-            else:
-                earlier = _earlier_submission(helper, task.idempotency_key, checked.sha256)
+        # Inside a caller's transaction, a savepoint: a failed insert leaves that transaction usable.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            created = _insert_with_its_event(task)
+        if not created:
+            earlier = _earlier_submission(helper, task.idempotency_key, checked.sha256)
     except BaseException:
         _delete_stored_photo(task)
         raise
@@ -95,30 +93,38 @@ def task_submit(
     return Submission(task, created=True)
 
 
-def _insert_unless_key_used(task: LaundryTask) -> bool:
-    """INSERT the task unless its helper used its idempotency key before; True when inserted.
+def _insert_with_its_event(task: LaundryTask) -> bool:
+    """INSERT the task and its TaskSubmittedEvent's outbox row, unless its helper used its
+    idempotency key before; True when inserted.
 
-    One statement: a concurrent request with the same key waits for the first one's
-    transaction, then inserts nothing (it committed) or inserts (it rolled back).
+    One statement: the outbox row is inserted from the task's RETURNING, so there is one
+    exactly when there is a task. A concurrent request with the same key waits for the first
+    one's transaction, then inserts nothing (it committed) or inserts (it rolled back).
     """
+    event = event_row_cte(
+        TaskSubmittedEvent, {"branch_id": task.branch_id, "helper_id": task.helper_id, "photo": task.photo.name},
+        name="event", rows_of="task", ids={"task_id": "id"},
+    )
     meta = LaundryTask._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
+            f"WITH task AS (INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
             f" VALUES ({', '.join(['%s'] * len(fields))})"
             # the partial unique constraint laundry_task_idempotency_key_per_helper
             f" ON CONFLICT (helper_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-            f" RETURNING {quote(meta.pk.column)}",
+            f" RETURNING {quote(meta.pk.column)} AS id), {event.sql}"
+            f" SELECT (SELECT id FROM task), (SELECT id FROM event)",
             # pre_save sets created_at/updated_at on the task, as save() would
-            [field.get_db_prep_save(field.pre_save(task, add=True), connection) for field in fields],
+            [*[field.get_db_prep_save(field.pre_save(task, add=True), connection) for field in fields], *event.params],
         )
-        inserted = cursor.fetchone()
-    if inserted is None:
+        task_id, event_row_id = cursor.fetchone()
+    if task_id is None:
         return False
-    task.pk = inserted[0]
+    task.pk = task_id
     task._state.adding, task._state.db = False, connection.alias
+    event.written(event_row_id, task_id=task_id)
     return True
 
 

@@ -146,3 +146,45 @@ def test_staged_events_that_no_closing_statement_wrote_are_written_when_the_bloc
         message = publish_event(ProbeRecordedEvent(label="staged"))
         assert message.pk is None and not OutboxMessage.objects.exists()  # held back for one statement
     assert OutboxMessage.objects.get().pk == message.pk
+
+
+def _event_for_rows(rows_sql: str, rows_params: list):
+    """A TaskSubmittedEvent's outbox row as a CTE of a statement whose `made` CTE gives the ids."""
+    from messaging.contracts import TaskSubmittedEvent
+    from messaging.outbox import event_row_cte
+
+    event = event_row_cte(
+        TaskSubmittedEvent, {"branch_id": 3, "helper_id": 4, "photo": "tasks/p.jpg"},
+        name="event", rows_of="made", ids={"task_id": "id"},
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH made AS ({rows_sql}), {event.sql} SELECT (SELECT id FROM event)",
+                       [*rows_params, *event.params])
+        (row_id,) = cursor.fetchone()
+    event.written(row_id, task_id=42)
+    return event.message
+
+
+def test_an_event_row_in_the_callers_statement_carries_the_id_that_statement_made():
+    message = _event_for_rows("SELECT 42 AS id WHERE %s", [True])
+
+    row = OutboxMessage.objects.get()
+    assert message.pk == row.pk
+    assert row.envelope["payload"] == message.envelope["payload"] == {
+        "task_id": 42, "branch_id": 3, "helper_id": 4, "photo": "tasks/p.jpg"}
+    assert (row.event_type, row.queue, row.published_at) == ("TaskSubmittedEvent", "TaskSubmittedEvent", None)
+
+
+def test_an_event_row_of_a_statement_that_made_nothing_is_not_written():
+    message = _event_for_rows("SELECT 42 AS id WHERE %s", [False])
+
+    assert message.pk is None and not OutboxMessage.objects.exists()
+
+
+def test_an_event_row_for_a_field_the_event_does_not_have_is_refused_before_any_sql():
+    from messaging.contracts import TaskSubmittedEvent
+    from messaging.outbox import event_row_cte
+
+    with pytest.raises(ValueError, match="TaskSubmittedEvent has no field task_number"):
+        event_row_cte(TaskSubmittedEvent, {"branch_id": 3, "helper_id": 4, "photo": "p.jpg"},
+                      name="event", rows_of="made", ids={"task_number": "id"})

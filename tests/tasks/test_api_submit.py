@@ -175,19 +175,22 @@ def test_the_same_idempotency_key_with_another_photo_is_409(client):
 
 
 def test_a_task_whose_event_cannot_be_stored_leaves_no_row_and_no_photo(helper, nothing_left_behind, monkeypatch):
-    from django.db import DatabaseError
+    from django.db import IntegrityError
 
+    from messaging.outbox import event_row_cte
     from tasks.services import task_submit
 
     written = []
 
-    def failing_publish(event, **kwargs):  # after the task's INSERT, in its transaction
-        path = Path(settings.MEDIA_ROOT) / event.photo
+    def unstorable_event(*args, **kwargs):  # an outbox row the database refuses, in the task's statement
+        row = event_row_cte(*args, **kwargs)
+        path = Path(settings.MEDIA_ROOT) / row.message.envelope["payload"]["photo"]
         written.append((path, path.exists()))
-        raise DatabaseError("the database went away")
+        row.params[1] = None  # event_type NOT NULL
+        return row
 
-    monkeypatch.setattr("tasks.services.publish_event", failing_publish)
-    with pytest.raises(DatabaseError):
+    monkeypatch.setattr("tasks.services.event_row_cte", unstorable_event)
+    with pytest.raises(IntegrityError):
         task_submit(helper=helper, branch=helper.helper.branch, photo=upload(factories.photo_bytes()))
 
     (path, existed), = written
