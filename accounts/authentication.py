@@ -10,7 +10,8 @@ the expiry is fixed at issue, so nothing is written per request.
 The statement is written once, from the models' fields, rather than built by the ORM per
 request: `select_related` over three relations cost more CPU to compile (about 0.5 ms) than
 the database spends answering it, on every authenticated request (benchmarks/api_submit.py).
-The rows become model instances with `from_db`, as the ORM makes them, with the relations
+It is a prepared statement (fitness.db), so PostgreSQL does not plan it again per request
+either. The rows become model instances with `from_db`, as the ORM makes them, with the relations
 cached on them as `select_related` caches them.
 """
 
@@ -52,7 +53,7 @@ def tokens_with_user_and_branch(token_key: str) -> list[AuthToken]:
     and branch (None when the user is no helper), in one statement."""
     sql, columns = _token_statement()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [token_key, timezone.now()])
+        connection.execute_prepared(cursor, "token_with_user_and_branch", sql, [token_key, timezone.now()])
         rows = cursor.fetchall()
     tokens = []
     for row in rows:

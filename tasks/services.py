@@ -109,7 +109,8 @@ def _insert_with_its_event(task: LaundryTask) -> bool:
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(
+        connection.execute_prepared(  # planned once per connection (fitness.db)
+            cursor, "task_insert_with_its_event",
             f"WITH task AS (INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
             f" VALUES ({', '.join(['%s'] * len(fields))})"
             # the partial unique constraint laundry_task_idempotency_key_per_helper

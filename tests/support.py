@@ -34,6 +34,17 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
         time.sleep(interval)
 
 
+def statement_sql(logged: str) -> str:
+    """The SQL a query log entry ran: for a prepared statement (fitness.db's execute_prepared),
+    the statement behind its EXECUTE rather than the EXECUTE."""
+    import re
+
+    from django.db import connection
+
+    executed = re.search(r'(?:^|; )EXECUTE "(\w+)"', logged)
+    return connection.prepared_statements[executed.group(1)] if executed else logged
+
+
 def database_url(db: dict) -> str:
     """The DATABASE_URL of a Django database settings dict (for child processes)."""
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -15,11 +15,18 @@ worker reconnects once PostgreSQL is back. What is left is a connection that Pos
 dropped less than a second after its last use without a restart being noticed, which costs
 that one request (as every request costs it with no check at all). An idle worker, the
 usual case after a restart, still checks first and reconnects, and its user sees nothing.
+
+It also runs the request path's hottest statements as server-side prepared statements
+(`execute_prepared`): PostgreSQL then plans them once per connection instead of on every
+execution. psycopg2 has no prepared statements of its own (psycopg 3 prepares repeated
+queries by itself), so this is SQL's PREPARE and EXECUTE.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Sequence
 
 from django.db.backends.postgresql import base
 
@@ -40,3 +47,34 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def connect(self) -> None:
         super().connect()
         self._last_checked = time.monotonic()
+        self.prepared_statements: dict[str, str] = {}  # name -> SQL, of this session: gone with it
+
+    def execute_prepared(self, cursor, name: str, sql: str, params: Sequence) -> None:
+        """`cursor.execute(sql, params)` through the prepared statement `name` of this connection.
+
+        The first call on a connection sends PREPARE and EXECUTE together; every later one only
+        the EXECUTE, which PostgreSQL does not plan again: the token lookup's planning was twice its
+        execution (0.2 ms against 0.1). A prepared statement outlives a rolled-back transaction,
+        and its plan is remade by PostgreSQL itself when a table it reads changes. Needs a
+        session of its own: not for PgBouncer in transaction mode.
+        `sql` uses psycopg2's %s placeholders and no other %.
+        """
+        quoted = self.ops.quote_name(name)
+        execute = f"EXECUTE {quoted} ({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {quoted}"
+        if self.prepared_statements.get(name) == sql:
+            cursor.execute(execute, params)
+            return
+        # not prepared on this connection yet: PREPARE and EXECUTE in one round trip (and one
+        # entry of the query log); a failed PREPARE runs nothing and is tried again next time
+        deallocate = f"DEALLOCATE {quoted}; " if name in self.prepared_statements else ""
+        self.prepared_statements.pop(name, None)
+        cursor.execute(f"{deallocate}PREPARE {quoted} AS {_numbered_placeholders(sql)}; {execute}", params)
+        self.prepared_statements[name] = sql
+
+
+def _numbered_placeholders(sql: str) -> str:
+    """psycopg2's %s placeholders as PREPARE's $1, $2, ..."""
+    if re.search(r"%[^s]", sql):
+        raise ValueError(f"only %s placeholders can be prepared: {sql[:80]}...")
+    numbers = iter(range(1, sql.count("%s") + 1))
+    return re.sub("%s", lambda _match: f"${next(numbers)}", sql)

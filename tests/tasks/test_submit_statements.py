@@ -1,6 +1,7 @@
 """The SQL statements of one POST /api/v1/tasks/, pinned so that round trips cannot creep back.
 
-Every statement is a round trip to PostgreSQL (BEGIN and COMMIT too). An upload needs:
+Every statement is a round trip to PostgreSQL (BEGIN and COMMIT too); a prepared one (fitness.db)
+is named here by the statement behind its EXECUTE. An upload needs:
 authentication (which brings the helper's branch), and one statement, its own transaction, that
 inserts the task (the Idempotency-Key checked by the insert itself: INSERT ... ON CONFLICT) and
 its outbox row; after its commit, the NOTIFY that wakes the relay (messaging.outbox explains
@@ -16,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from messaging.models import OutboxMessage
 from tests import factories
-from tests.support import drain_queue
+from tests.support import drain_queue, statement_sql
 
 URL = "/api/v1/tasks/"
 AUTHENTICATION = ["SELECT knox_authtoken"]  # the token, its user, the helper row and its branch
@@ -37,7 +38,7 @@ def statement(sql: str) -> str:
 def statements_of_a_post(client, photo: bytes, **headers) -> tuple[int, list[str]]:
     with CaptureQueriesContext(connection) as captured:
         response = client.post(URL, {"photo": SimpleUploadedFile("laundry.jpg", photo, "image/jpeg")}, **headers)
-    return response.status_code, [statement(q["sql"]) for q in captured.captured_queries]
+    return response.status_code, [statement(statement_sql(q["sql"])) for q in captured.captured_queries]
 
 
 @pytest.fixture
