@@ -101,12 +101,15 @@ def _insert_with_its_event(task: LaundryTask) -> bool:
     exactly when there is a task. A concurrent request with the same key waits for the first
     one's transaction, then inserts nothing (it committed) or inserts (it rolled back).
     """
+    meta = LaundryTask._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    # pre_save sets created_at/updated_at on the task, as save() would: before the event's own
+    # time is taken, so that the event is not older than its task (the operator's timeline)
+    values = [field.get_db_prep_save(field.pre_save(task, add=True), connection) for field in fields]
     event = event_row_cte(
         TaskSubmittedEvent, {"branch_id": task.branch_id, "helper_id": task.helper_id, "photo": task.photo.name},
         name="event", rows_of="task", ids={"task_id": "id"},
     )
-    meta = LaundryTask._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         connection.execute_prepared(  # planned once per connection (fitness.db)
@@ -117,8 +120,7 @@ def _insert_with_its_event(task: LaundryTask) -> bool:
             f" ON CONFLICT (helper_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
             f" RETURNING {quote(meta.pk.column)} AS id), {event.sql}"
             f" SELECT (SELECT id FROM task), (SELECT id FROM event)",
-            # pre_save sets created_at/updated_at on the task, as save() would
-            [*[field.get_db_prep_save(field.pre_save(task, add=True), connection) for field in fields], *event.params],
+            [*values, *event.params],
         )
         task_id, event_row_id = cursor.fetchone()
     if task_id is None:

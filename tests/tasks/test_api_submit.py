@@ -65,6 +65,7 @@ def test_a_helper_registers_a_task_and_gets_202_at_once(client, helper):
         "task_id": task.pk, "branch_id": task.branch_id, "helper_id": helper.pk, "photo": task.photo.name,
     }
     assert event.envelope["correlation_id"] == response["X-Request-ID"]
+    assert event.created_at >= task.created_at  # the operator's timeline shows the request first
     assert task.photo.storage.exists(task.photo.name)
 
 
