@@ -116,17 +116,20 @@ def test_a_refused_upload_leaves_no_object_in_the_bucket(s3_stack, photo, name, 
 
 
 def test_a_task_that_cannot_be_saved_after_its_photo_was_stored_leaves_no_object(s3_storage, monkeypatch):
+    from messaging.outbox import event_row_cte
     from tasks.services import task_submit
 
     helper = factories.helper()
     before = s3_storage.keys()
     stored = []
 
-    def failing_publish(event, **kwargs):  # the task row is inserted, its outbox row fails
-        stored.append(event.photo)
-        raise DatabaseError("the database went away")
+    def unstorable_event(*args, **kwargs):  # an outbox row the database refuses, in the task's statement
+        row = event_row_cte(*args, **kwargs)
+        stored.append(row.message.envelope["payload"]["photo"])
+        row.params[1] = None  # event_type NOT NULL: the task's INSERT fails with it
+        return row
 
-    monkeypatch.setattr("tasks.services.publish_event", failing_publish)
+    monkeypatch.setattr("tasks.services.event_row_cte", unstorable_event)
     photo = SimpleUploadedFile("laundry.jpg", factories.photo_bytes(), content_type="image/jpeg")
     with pytest.raises(DatabaseError):
         task_submit(helper=helper, branch=helper.helper.branch, photo=photo)
