@@ -34,6 +34,27 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
         time.sleep(interval)
 
 
+def refuse_the_uploads_event_row(monkeypatch) -> list[tuple[str, bool]]:
+    """Make the outbox row of every upload from now on one the database refuses (event_type
+    NULL), inside the task's own statement, so that the task's INSERT fails with it. Returns
+    the list of (photo name, whether the storage held the photo then) of each refused row."""
+    from django.core.files.storage import default_storage
+
+    from messaging.outbox import event_row_cte
+
+    refused: list[tuple[str, bool]] = []
+
+    def unstorable_event(*args, **kwargs):
+        row = event_row_cte(*args, **kwargs)
+        photo = row.message.envelope["payload"]["photo"]
+        refused.append((photo, default_storage.exists(photo)))
+        row.params[1] = None  # event_type, NOT NULL (the order of _outbox_message's parameters)
+        return row
+
+    monkeypatch.setattr("tasks.services.event_row_cte", unstorable_event)
+    return refused
+
+
 def statement_sql(logged: str) -> str:
     """The SQL a query log entry ran: for a prepared statement (fitness.db's execute_prepared),
     the statement behind its EXECUTE rather than the EXECUTE."""

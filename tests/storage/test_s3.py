@@ -20,7 +20,7 @@ from ml.models import ModelVersion, RetrainingRun, TrainingSample
 from tasks.models import LaundryTask
 from tests import factories
 from tests.storage.conftest import TINY_SIZE, on_disk, session_cookie
-from tests.support import wait_for
+from tests.support import refuse_the_uploads_event_row, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,25 +116,17 @@ def test_a_refused_upload_leaves_no_object_in_the_bucket(s3_stack, photo, name, 
 
 
 def test_a_task_that_cannot_be_saved_after_its_photo_was_stored_leaves_no_object(s3_storage, monkeypatch):
-    from messaging.outbox import event_row_cte
     from tasks.services import task_submit
 
     helper = factories.helper()
     before = s3_storage.keys()
-    stored = []
-
-    def unstorable_event(*args, **kwargs):  # an outbox row the database refuses, in the task's statement
-        row = event_row_cte(*args, **kwargs)
-        stored.append(row.message.envelope["payload"]["photo"])
-        row.params[1] = None  # event_type NOT NULL: the task's INSERT fails with it
-        return row
-
-    monkeypatch.setattr("tasks.services.event_row_cte", unstorable_event)
+    refused = refuse_the_uploads_event_row(monkeypatch)  # the task's statement fails with its outbox row
     photo = SimpleUploadedFile("laundry.jpg", factories.photo_bytes(), content_type="image/jpeg")
     with pytest.raises(DatabaseError):
         task_submit(helper=helper, branch=helper.helper.branch, photo=photo)
 
-    assert stored and stored[0].startswith("tasks/")  # the photo had reached the bucket...
+    (name, in_the_bucket), = refused
+    assert name.startswith("tasks/") and in_the_bucket  # the photo had reached the bucket...
     assert s3_storage.keys() == before  # ...and is gone again
     assert LaundryTask.objects.count() == 0
 

@@ -12,7 +12,7 @@ from messaging.models import OutboxMessage
 from tasks.api import TaskAcceptedSerializer
 from tasks.models import LaundryTask
 from tests import factories
-from tests.support import drain_queue, queue_depth, wait_for
+from tests.support import drain_queue, queue_depth, refuse_the_uploads_event_row, wait_for
 
 URL = "/api/v1/tasks/"
 
@@ -178,24 +178,14 @@ def test_the_same_idempotency_key_with_another_photo_is_409(client):
 def test_a_task_whose_event_cannot_be_stored_leaves_no_row_and_no_photo(helper, nothing_left_behind, monkeypatch):
     from django.db import IntegrityError
 
-    from messaging.outbox import event_row_cte
     from tasks.services import task_submit
 
-    written = []
-
-    def unstorable_event(*args, **kwargs):  # an outbox row the database refuses, in the task's statement
-        row = event_row_cte(*args, **kwargs)
-        path = Path(settings.MEDIA_ROOT) / row.message.envelope["payload"]["photo"]
-        written.append((path, path.exists()))
-        row.params[1] = None  # event_type NOT NULL
-        return row
-
-    monkeypatch.setattr("tasks.services.event_row_cte", unstorable_event)
+    refused = refuse_the_uploads_event_row(monkeypatch)  # in the task's statement
     with pytest.raises(IntegrityError):
         task_submit(helper=helper, branch=helper.helper.branch, photo=upload(factories.photo_bytes()))
 
-    (path, existed), = written
-    assert existed and not path.exists()  # the photo was on disk when the insert failed, and is gone
+    (name, existed), = refused  # the photo was on disk when the insert failed, and is gone
+    assert existed and not (Path(settings.MEDIA_ROOT) / name).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,8 +4,8 @@ Every statement is a round trip to PostgreSQL (BEGIN and COMMIT too); a prepared
 is named here by the statement behind its EXECUTE. An upload needs:
 authentication (which brings the helper's branch), and one statement, its own transaction, that
 inserts the task (the Idempotency-Key checked by the insert itself: INSERT ... ON CONFLICT) and
-its outbox row; after its commit, the NOTIFY that wakes the relay (messaging.outbox explains
-why apart). Nothing waits for RabbitMQ: the relay publishes.
+its outbox row; after its commit, the NOTIFY that wakes the relay, a statement of its own
+(messaging.outbox explains why). Nothing waits for RabbitMQ: the relay publishes.
 """
 
 import re
